@@ -1,0 +1,93 @@
+"""`twistd scaleagent`: command-line options and the service tree they build."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.application.service import IService, MultiService, Service
+from twisted.python import usage
+
+from scaleagent.config import AgentConfig, ConfigError, load_config, parse_shard
+from scaleagent.redact import logger
+
+log = logger()
+
+
+class Options(usage.Options):
+    """Options of `twistd scaleagent`; the API token is deliberately not one of them."""
+
+    optParameters = [
+        ["config", "c", "etc/agent.ini", "Path to the agent's INI configuration."],
+        ["shard", None, None, "This process's shard i/n; overrides [clusters] shard."],
+        ["duration", None, None, "Stop by itself after this many seconds."],
+    ]
+
+    def postOptions(self) -> None:
+        if self["shard"] is not None:
+            try:
+                parse_shard(self["shard"])
+            except ValueError as error:
+                raise usage.UsageError(f"--shard {self['shard']!r}: expected {error}") from None
+        if self["duration"] is not None:
+            try:
+                self["duration"] = float(self["duration"])
+            except ValueError:
+                raise usage.UsageError(f"--duration {self['duration']!r}: expected seconds") from None
+            if not self["duration"] > 0:
+                raise usage.UsageError(f"--duration {self['duration']!r}: expected seconds > 0")
+
+
+class StopAfter(Service):
+    """Stop the reactor `seconds` after start: bounded runs for demos and benchmarks."""
+
+    def __init__(self, reactor: Any, seconds: float) -> None:
+        self._reactor = reactor
+        self._seconds = seconds
+        self._call = None
+
+    def startService(self) -> None:
+        super().startService()
+        self._call = self._reactor.callLater(self._seconds, self._stop)
+
+    def _stop(self) -> None:
+        self._call = None
+        log.info("--duration {seconds}s reached, stopping", seconds=self._seconds)
+        self._reactor.stop()
+
+    def stopService(self) -> None:
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+        self._call = None
+        return super().stopService()
+
+
+def load_or_exit(options: Options) -> AgentConfig:
+    """Load the config, or end the process with one line: no traceback, no usage text."""
+    try:
+        return load_config(options["config"], shard_override=options["shard"])
+    except ConfigError as error:
+        raise SystemExit(f"scaleagent: {error}") from None
+
+
+def makeService(options: Options) -> IService:
+    from twisted.internet import reactor  # noqa: TID251 -- twistd has installed it by now
+
+    config = load_or_exit(options)
+    return build_service(config, reactor, options["duration"])
+
+
+def build_service(config: AgentConfig, reactor: Any, duration: float | None = None) -> MultiService:
+    """The service tree of one agent process."""
+    top = MultiService()
+    top.setName("scaleagent")
+    if duration is not None:
+        StopAfter(reactor, duration).setServiceParent(top)
+    log.info(
+        "scaleagent: {count} clusters in all, shard {shard}, Rancher {url}, config {source}",
+        count=config.clusters.count,
+        shard=str(config.clusters.shard),
+        url=config.rancher.url,
+        source=str(config.source),
+    )
+    return top
+
