@@ -1,0 +1,192 @@
+"""remotedialer frames: Go vectors byte for byte, round trips over int64, and decode never crashes."""
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from scaleagent.remotedialer.frames import (
+    INT64_MAX,
+    INT64_MIN,
+    FrameError,
+    Message,
+    MessageType,
+    connect_payload,
+    decode,
+    decode_connection_ids,
+    encode,
+    encode_connection_ids,
+    error_text,
+    next_message_id,
+    parse_connect,
+)
+
+# (hex, message).  The first three were produced by Rancher's Go encoder (issue 3 and
+# rancher-protocol.md §3.1); the others are written out by hand from Go's binary.PutVarint
+# (zigzag, then 7-bit groups, low first) so that every type has a vector.
+SYNC_2_7 = "0200000000000000" "0700000000000000"
+VECTORS = [
+    ("020404b0ea01" + b"tcp/10.43.0.1:443".hex(), Message(1, 2, MessageType.CONNECT, b"tcp/10.43.0.1:443")),
+    ("0a0406454f46", Message(5, 2, MessageType.ERROR, b"EOF")),
+    ("120010" + SYNC_2_7, Message(9, 0, MessageType.SYNC_CONNECTIONS, bytes.fromhex(SYNC_2_7))),
+    ("060402b0ea016869", Message(3, 2, MessageType.DATA, b"hi")),
+    ("060402b0ea01", Message(3, 2, MessageType.DATA, b"")),
+    ("0200086336312f3432", Message(1, 0, MessageType.ADD_CLIENT, b"c61/42")),
+    ("02000a6336312f3432", Message(1, 0, MessageType.REMOVE_CLIENT, b"c61/42")),
+    ("0e040c", Message(7, 2, MessageType.PAUSE, b"")),
+    ("10040e", Message(8, 2, MessageType.RESUME, b"")),
+    ("120010", Message(9, 0, MessageType.SYNC_CONNECTIONS, b"")),
+    # Negative and extreme ids: -1 -> zigzag 1; 2**62 -> 2**63; int64 max/min -> 2**64-2 / 2**64-1.
+    ("010306", Message(-1, -2, MessageType.ERROR, b"")),
+    ("80808080808080808001" "04" "0c", Message(1 << 62, 2, MessageType.PAUSE, b"")),
+    ("feffffffffffffffff01" "ffffffffffffffffff01" "0e",
+     Message(INT64_MAX, INT64_MIN, MessageType.RESUME, b"")),
+    # 300 -> zigzag 600 = 0xd8 0x04.
+    ("d804d804" "06" "78", Message(300, 300, MessageType.ERROR, b"x")),
+]
+
+
+@pytest.mark.parametrize(("hexdata", "message"), VECTORS)
+def test_vectors_round_trip_byte_for_byte(hexdata, message):
+    data = bytes.fromhex(hexdata)
+    assert encode(message) == data
+    assert decode(data) == message
+
+
+def test_every_type_has_a_vector():
+    assert {m.type for _, m in VECTORS} == set(MessageType)
+
+
+def test_connect_vector_payload_helper():
+    m = decode(bytes.fromhex("020404b0ea017463702f31302e34332e302e313a343433"))
+    assert m.type == MessageType.CONNECT
+    assert parse_connect(m.payload) == ("tcp", "10.43.0.1:443")
+    assert connect_payload("tcp", "10.43.0.1:443") == m.payload
+
+
+def test_sync_vector_payload_helper():
+    m = decode(bytes.fromhex("1200100200000000000000" "0700000000000000"))
+    assert decode_connection_ids(m.payload) == [2, 7]
+    assert encode_connection_ids([7, 2]) == m.payload  # sorted ascending on the way out
+
+
+def test_unknown_type_decodes_as_plain_int():
+    m = decode(bytes.fromhex("0204" "12" "ab"))  # type 9
+    assert m == Message(1, 2, 9, b"\xab")
+    assert not isinstance(m.type, MessageType)
+
+
+def test_message_is_immutable():
+    m = Message(1, 2, MessageType.DATA, b"x")
+    with pytest.raises(AttributeError):
+        m.payload = b"y"
+
+
+@pytest.mark.parametrize(
+    ("hexdata", "complaint"),
+    [
+        ("", "empty"),
+        ("80", "truncated message id"),
+        ("02", "missing connection id"),
+        ("0204", "missing message type"),
+        ("020402", "missing deadline"),  # DATA without its deadline varint
+        ("020404", "missing deadline"),  # CONNECT without its deadline varint
+        ("0204" "02" "b0", "truncated deadline"),
+        ("ffffffffffffffffff02", "over-long message id"),  # 10th byte > 1 overflows 64 bits
+        ("ffffffffffffffffffff01", "over-long message id"),  # 11 bytes
+    ],
+)
+def test_malformed_frames_say_what_is_wrong(hexdata, complaint):
+    with pytest.raises(FrameError, match=complaint):
+        decode(bytes.fromhex(hexdata))
+
+
+def test_frame_error_is_a_value_error():
+    assert issubclass(FrameError, ValueError)
+
+
+def test_decode_rejects_non_bytes_with_frame_error():
+    with pytest.raises(FrameError):
+        decode("0204")  # type: ignore[arg-type]
+
+
+def test_encode_rejects_ids_outside_int64():
+    with pytest.raises(ValueError):
+        encode(Message(1 << 63, 2, MessageType.DATA, b""))
+    with pytest.raises(ValueError):
+        encode(Message(1, INT64_MIN - 1, MessageType.DATA, b""))
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [b"tcp", b"", b"/10.43.0.1:443", b"tcp/", b"\xff\xfe/x", b"tcp/" + b"a" * 263],
+)
+def test_parse_connect_refuses_bad_targets(payload):
+    with pytest.raises(FrameError):
+        parse_connect(payload)
+
+
+def test_parse_connect_splits_at_first_slash_only():
+    assert parse_connect(b"unix//var/run/docker.sock") == ("unix", "/var/run/docker.sock")
+    assert parse_connect(b"tcp/" + b"a" * 262) == ("tcp", "a" * 262)  # exactly 266 bytes
+
+
+def test_decode_connection_ids_wants_multiples_of_eight():
+    with pytest.raises(FrameError, match="incorrect data format"):
+        decode_connection_ids(b"\x01" * 9)
+    assert decode_connection_ids(b"") == []
+    assert decode_connection_ids((-1).to_bytes(8, "little", signed=True)) == [-1]
+
+
+def test_error_text_reads_at_most_100_bytes():
+    assert error_text(b"EOF") == "EOF"
+    assert error_text(b"x" * 150) == "x" * 100
+    assert error_text(b"\xff") == "\ufffd"
+
+
+def test_message_ids_increase_and_stay_in_int64():
+    a, b = next_message_id(), next_message_id()
+    assert b == a + 1 or (a == INT64_MAX and b == INT64_MIN)
+    assert INT64_MIN <= a <= INT64_MAX
+
+
+int64s = st.integers(min_value=INT64_MIN, max_value=INT64_MAX)
+
+
+@given(msg_id=int64s, conn_id=int64s, mtype=int64s, payload=st.binary(max_size=200))
+def test_round_trip_over_int64(msg_id, conn_id, mtype, payload):
+    m = Message(msg_id, conn_id, mtype, payload)
+    assert decode(encode(m)) == m
+
+
+@given(mtype=st.sampled_from(list(MessageType)), conn_id=int64s, payload=st.binary(max_size=64))
+def test_round_trip_every_type(mtype, conn_id, payload):
+    m = Message(next_message_id(), conn_id, mtype, payload)
+    data = encode(m)
+    assert decode(data) == m
+    assert decode(data).type == int(mtype)
+
+
+@given(st.binary(max_size=40))
+def test_decode_of_random_bytes_is_a_message_or_a_frame_error(data):
+    try:
+        m = decode(data)
+    except FrameError:
+        return
+    assert isinstance(m, Message)
+    assert INT64_MIN <= m.id <= INT64_MAX and INT64_MIN <= m.conn_id <= INT64_MAX
+
+
+@given(st.lists(int64s, max_size=50))
+def test_connection_ids_round_trip_sorted(ids):
+    assert decode_connection_ids(encode_connection_ids(ids)) == sorted(ids)
+
+
+@given(st.text(alphabet=st.characters(blacklist_characters="/"), min_size=1, max_size=20),
+       st.text(min_size=1, max_size=200))
+def test_connect_payload_round_trip(proto, address):
+    try:
+        payload = connect_payload(proto, address)
+    except FrameError:
+        assert len(f"{proto}/{address}".encode()) > 266
+        return
+    assert parse_connect(payload) == (proto, address)
