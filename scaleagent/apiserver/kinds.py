@@ -466,6 +466,8 @@ class _Tables:
     by_resource: dict[tuple[str, str, str], ResourceType] = field(default_factory=dict)
     by_kind: dict[tuple[str, str, str], ResourceType] = field(default_factory=dict)
     versions: dict[str, list[str]] = field(default_factory=dict)
+    #: documents derived from these types (discovery, OpenAPI), shared by every registry using them
+    cache: dict[object, object] = field(default_factory=dict)
 
     @classmethod
     def build(cls, types: Iterable[ResourceType]) -> _Tables:
@@ -475,6 +477,7 @@ class _Tables:
         return tables
 
     def add(self, rt: ResourceType) -> None:
+        self.cache.clear()
         self.types.append(rt)
         self.by_resource[(rt.group, rt.version, rt.plural)] = rt
         self.by_kind[(rt.group, rt.version, rt.kind)] = rt
@@ -530,6 +533,11 @@ class Registry:
     def groups(self) -> list[tuple[str, list[str]]]:
         """(group, versions in preference order) with core ("") first, in discovery order."""
         return [(group, list(versions)) for group, versions in self._tables.versions.items()]
+
+    @property
+    def cache(self) -> dict[object, object]:
+        """A cache for documents derived from this set of types; emptied by any change."""
+        return self._tables.cache
 
     def versions(self, group: str) -> list[str]:
         return list(self._tables.versions.get(group, ()))
