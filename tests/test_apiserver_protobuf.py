@@ -610,3 +610,13 @@ def test_property_configmaps_round_trip(name, labels, data, binary, immutable):
     body = pb.encode(obj)
     assert pb.decode(body) == obj
     assert pb.encode(pb.decode(body)) == body
+
+
+def test_bodies_hook_decodes_protobuf_bodies():
+    from scaleagent.apiserver import bodies
+
+    body = _fixture("configmap")
+    assert bodies.decode_body("application/vnd.kubernetes.protobuf", body) == pb.decode(body)
+    with pytest.raises(ApiError) as info:
+        bodies.decode_body("application/vnd.kubernetes.protobuf", b"junk")
+    assert info.value.code == 400

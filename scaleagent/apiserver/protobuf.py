@@ -613,3 +613,8 @@ def parse_rfc3339(text: str, where: str = "time") -> tuple[int, int]:
         when -= sign * timedelta(hours=int(zone[1:3]), minutes=int(zone[4:6]))
     delta = when - _EPOCH
     return delta.days * 86400 + delta.seconds, int(fraction)
+
+
+def decode_body(body: bytes) -> dict[str, Any]:
+    """The hook `bodies.decode_body` calls for `application/vnd.kubernetes.protobuf` request bodies."""
+    return decode(body)
