@@ -4,13 +4,14 @@ subresources, dry runs, CRDs, and the watch event every write must produce."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
-import yaml
 
 from scaleagent.apiserver import writes
+from scaleagent.apiserver.auth import ADMIN
+from scaleagent.apiserver.request import ApiContext, ApiRequest
 from scaleagent.apiserver.status import ApiError
 from scaleagent.apiserver.store import Store
 
@@ -23,57 +24,10 @@ class Clock:
         return self.now
 
 
-@dataclass
-class Api:
-    store: Store
-    clock: Clock = field(default_factory=Clock)
-
-
-@dataclass
-class Req:
-    """Just what `writes.handle` reads from an ApiRequest."""
-
-    method: str
-    api: Api
-    rt: Any
-    namespace: str | None
-    name: str | None
-    subresource: str | None = None
-    query: dict[str, str] = field(default_factory=dict)
-    headers: dict[str, list[str]] = field(default_factory=dict)
-    body: bytes = b""
-
-    @property
-    def store(self) -> Store:
-        return self.api.store
-
-    @property
-    def content_type(self) -> str:
-        values = self.headers.get("content-type")
-        return values[0].split(";")[0].strip() if values else ""
-
-    def param(self, name: str, default: str = "") -> str:
-        return self.query.get(name, default)
-
-    def header(self, name: str, default: str = "") -> str:
-        values = self.headers.get(name.lower())
-        return values[0] if values else default
-
-    def decode_body(self) -> Any:
-        if not self.body.strip():
-            return None
-        try:
-            if self.content_type.endswith("yaml"):
-                return yaml.safe_load(self.body)
-            return json.loads(self.body)
-        except ValueError as exc:
-            raise ApiError(400, "BadRequest", str(exc)) from None
-
-
 class Cluster:
     def __init__(self) -> None:
         self.store = Store()
-        self.api = Api(self.store)
+        self.api = ApiContext(self.store, Clock())
         self.events: list[tuple[str, str, str]] = []
         for ns in ("default", "kube-system"):
             self.store.put(self.rt("", "v1", "namespaces"), {"metadata": {"name": ns}})
@@ -104,7 +58,8 @@ class Cluster:
         query: dict[str, str] | None = None,
     ) -> tuple[int, dict[str, Any]]:
         raw = body if isinstance(body, bytes) else (b"" if body is None else json.dumps(body).encode())
-        req = Req(method, self.api, rt, namespace, name, sub, query or {}, {"content-type": [ctype]}, raw)
+        headers = {"content-type": [ctype], "user-agent": ["kubectl/v1.32.4 (linux/amd64)"]}
+        req = ApiRequest(method, self.api, rt, namespace, name, sub, query or {}, headers, raw, ADMIN)
         return writes.handle(req)
 
     def error(self, *args, **kw) -> ApiError:
