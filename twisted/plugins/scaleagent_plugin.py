@@ -8,3 +8,10 @@ scaleagent = ServiceMaker(
     "Simulated downstream Kubernetes clusters that a Rancher server manages",
     "scaleagent",
 )
+
+ranchersim = ServiceMaker(
+    "ranchersim",
+    "scaleagent.sim.tap",
+    "A stand-in for Rancher: its v3 management API subset and tunnel endpoint, state in memory",
+    "ranchersim",
+)
