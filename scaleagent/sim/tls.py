@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -24,21 +25,23 @@ LIFETIME = datetime.timedelta(days=365)
 class ServerTLS:
     ca_pem: str
     cert_pem: str
-    key_pem: str
+    key_pem: str = field(repr=False)
+    ca_key_pem: str = field(default="", repr=False)
 
     def options(self) -> ssl.CertificateOptions:
         """Server-side TLS options presenting the serving certificate (HTTP/1.1 only)."""
-        cert = ssl.PrivateCertificate.loadPEM(self.key_pem + self.cert_pem)
-        return cert.options()
+        # cryptography objects: pyOpenSSL's X509/PKey are deprecated there.
+        return ssl.CertificateOptions(
+            privateKey=serialization.load_pem_private_key(self.key_pem.encode(), password=None),  # type: ignore[arg-type]
+            certificate=x509.load_pem_x509_certificate(self.cert_pem.encode()),  # type: ignore[arg-type]
+        )
 
 
 def _name(common_name: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
 
 
-def generate(hosts: list[str]) -> ServerTLS:
-    """A new CA and a certificate for `hosts` (DNS names or IP addresses) signed by it."""
-    now = datetime.datetime.now(datetime.UTC)
+def _new_ca(now: datetime.datetime) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = _name("scaleagent-ranchersim-ca")
     ca_cert = (
@@ -67,6 +70,22 @@ def generate(hosts: list[str]) -> ServerTLS:
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
+    return ca_key, ca_cert
+
+
+def generate(hosts: list[str], ca: tuple[str, str] | None = None) -> ServerTLS:
+    """A certificate for `hosts` (DNS names or IP addresses), signed by `ca` (cert PEM, key PEM) or by a
+    new CA."""
+    now = datetime.datetime.now(datetime.UTC)
+    if ca is None:
+        ca_key, ca_cert = _new_ca(now)
+    else:
+        ca_cert = x509.load_pem_x509_certificate(ca[0].encode())
+        loaded = serialization.load_pem_private_key(ca[1].encode(), password=None)
+        if not isinstance(loaded, ec.EllipticCurvePrivateKey):
+            raise ValueError("the stand-in's CA key must be an EC key")
+        ca_key = loaded
+    ca_name = ca_cert.subject
     names: list[x509.GeneralName] = []
     for host in dict.fromkeys(hosts):
         try:
@@ -93,7 +112,37 @@ def generate(hosts: list[str]) -> ServerTLS:
     return ServerTLS(
         ca_pem=ca_cert.public_bytes(serialization.Encoding.PEM).decode(),
         cert_pem=cert.public_bytes(serialization.Encoding.PEM).decode(),
-        key_pem=key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        ).decode(),
+        key_pem=_key_pem(key),
+        ca_key_pem=_key_pem(ca_key),
     )
+
+
+def _key_pem(key: ec.EllipticCurvePrivateKey) -> str:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+
+
+CA_CERT = "ca.pem"
+CA_KEY = "ca.key"
+
+
+def load_or_generate(hosts: list[str], directory: str | Path | None) -> ServerTLS:
+    """Keep the CA in `directory` (reused across restarts, so agents keep trusting the stand-in);
+    the serving certificate is new at every start. Without a directory everything is fresh."""
+    if directory is None:
+        return generate(hosts)
+    from scaleagent.state import PRIVATE, PUBLIC, atomic_write
+
+    path = Path(directory)
+    cert_path, key_path = path / CA_CERT, path / CA_KEY
+    if cert_path.exists() and key_path.exists():
+        try:
+            return generate(hosts, (cert_path.read_text(), key_path.read_text()))
+        except ValueError as error:
+            raise ValueError(f"{path}: cannot use the stand-in's CA: {error}") from None
+    result = generate(hosts)
+    path.mkdir(parents=True, exist_ok=True)
+    atomic_write(key_path, result.ca_key_pem.encode(), mode=PRIVATE)
+    atomic_write(cert_path, result.ca_pem.encode(), mode=PUBLIC)
+    return result

@@ -1,0 +1,265 @@
+"""`RancherSim`: the stand-in as a Twisted service, for `twistd ranchersim`, tests and embedded mode.
+
+    sim = await start_ranchersim(reactor)          # loopback, port 0, TLS with a fresh CA
+    sim.url, sim.api_token, sim.ca_pem, sim.ca_checksum, sim.store
+    await sim.stop()
+
+One HTTPS listener serves both the v3 management API subset and the tunnel endpoint, as Rancher does;
+state lives in memory only, so restarting the stand-in is a fault an agent must survive.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import random
+import re
+from pathlib import Path
+from typing import Any
+
+from twisted.application.service import Service
+from twisted.internet import defer
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.interfaces import IListeningPort
+from twisted.protocols.tls import TLSMemoryBIOFactory
+from twisted.python.failure import Failure
+from twisted.web.server import Site
+
+from scaleagent.redact import logger
+from scaleagent.sim import manifest, tls
+from scaleagent.sim.api import ManagementAPI, Root
+from scaleagent.sim.store import (
+    DEFAULT_GRACE_PERIOD,
+    ID_SUFFIX_LENGTH,
+    TOKEN_LENGTH,
+    Cluster,
+    Readiness,
+    SimStore,
+    always_ready,
+    random_string,
+)
+from scaleagent.sim.tunnel import TunnelEndpoint
+from scaleagent.state import PRIVATE, PUBLIC, atomic_write
+
+log = logger()
+
+DEFAULT_LISTEN = "tcp:0:interface=127.0.0.1"
+DEFAULT_SERVER_VERSION = "v2.14.0"
+API_TOKEN = re.compile(r"token-[a-z0-9]{5}:[A-Za-z0-9]{20,}")
+
+
+def generate_api_token(rng: Any) -> str:
+    """A Rancher API key, `token-xxxxx:<54 characters>`."""
+    return f"token-{random_string(ID_SUFFIX_LENGTH, rng)}:{random_string(TOKEN_LENGTH, rng)}"
+
+
+def _reuse_token(path: str | Path | None) -> str | None:
+    """The API token already in `path`, so a restarted stand-in accepts the token agents were given."""
+    if path is None:
+        return None
+    try:
+        text = Path(path).read_text().strip()
+    except OSError:
+        return None
+    return text if API_TOKEN.fullmatch(text) else None
+
+
+def _url_host(host: str) -> str:
+    try:
+        if ipaddress.ip_address(host).version == 6:
+            return f"[{host}]"
+    except ValueError:
+        pass
+    return host
+
+
+class RancherSim(Service):
+    """The stand-in: management API + tunnel endpoint on one listener, all state in memory."""
+
+    def __init__(
+        self,
+        reactor: Any,
+        *,
+        listen: str = DEFAULT_LISTEN,
+        use_tls: bool = True,
+        hostnames: tuple[str, ...] = (),
+        server_url: str | None = None,
+        server_version: str = DEFAULT_SERVER_VERSION,
+        grace_period: float = DEFAULT_GRACE_PERIOD,
+        readiness: Readiness = always_ready,
+        api_token: str | None = None,
+        rng: Any = None,
+        ca_file: str | Path | None = None,
+        token_file: str | Path | None = None,
+        url_file: str | Path | None = None,
+        tls_dir: str | Path | None = None,
+    ) -> None:
+        self.reactor = reactor
+        self._rng = rng if rng is not None else random.SystemRandom()
+        self.listen_description = listen
+        self.server_version = server_version
+        self.store = SimStore(reactor, rng=self._rng, grace_period=grace_period, readiness=readiness)
+        self.api_token = api_token or _reuse_token(token_file) or generate_api_token(self._rng)
+        self.creator_id = "user-" + random_string(ID_SUFFIX_LENGTH, self._rng)
+        self._configured_url = server_url.rstrip("/") if server_url else None
+        self._hostnames = tuple(hostnames)
+        self._use_tls = use_tls
+        self._tls_dir = tls_dir
+        self.tls: tls.ServerTLS | None = None
+        self._files = {"ca": ca_file, "token": token_file, "url": url_file}
+        self.url = ""
+        self.port: IListeningPort | None = None
+        self._listening: defer.Deferred[None] | None = None
+        self._listen_result: str | Failure | None = None
+        self._waiters: list[defer.Deferred[str]] = []
+        # twistd sets this: a stand-in that cannot listen should end, not idle.
+        self.exit_on_listen_failure = False
+        self.api = ManagementAPI(self)
+        self.tunnels = TunnelEndpoint(reactor, self.store)
+        self.site = Site(Root(self.api, self.tunnels.resource))
+        self.site.displayTracebacks = False
+        self.site.log = lambda request: None  # no access log: a ramp of thousands of clusters floods it
+        self.site.noisy = False
+
+    # -- what the API needs --------------------------------------------------------------------------
+
+    @property
+    def server_url(self) -> str:
+        """Rancher's `server-url` setting: the URL agents are told to use."""
+        return self._configured_url or self.url
+
+    @property
+    def cacerts(self) -> str:
+        """The `cacerts` setting: the PEM of the CA that signed the serving certificate ("" without TLS)."""
+        return self.tls.ca_pem if self.tls else ""
+
+    @property
+    def ca_pem(self) -> str:
+        return self.cacerts
+
+    @property
+    def ca_checksum(self) -> str:
+        """`CATTLE_CA_CHECKSUM` for this stand-in."""
+        return manifest.ca_checksum(self.cacerts)
+
+    def check_api_token(self, credential: str) -> bool:
+        return hmac.compare_digest(credential.encode(), self.api_token.encode())
+
+    def delete_cluster(self, cluster_id: str) -> Cluster:
+        """Delete a cluster: it leaves the API at once, then its tunnel sessions are closed."""
+        cluster = self.store.delete_cluster(cluster_id)
+        self.tunnels.close_cluster(cluster)
+        return cluster
+
+    def disconnect_cluster(self, cluster_id: str) -> int:
+        """Close every tunnel session of a cluster (fault injection); returns how many were closed."""
+        return self.tunnels.close_cluster(self.store.get_cluster(cluster_id))
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+
+    def _hosts(self, bound_host: str) -> list[str]:
+        hosts = list(self._hostnames)
+        if self._configured_url:
+            from urllib.parse import urlsplit
+
+            configured = urlsplit(self._configured_url).hostname
+            if configured:
+                hosts.append(configured)
+        if bound_host not in ("0.0.0.0", "::"):
+            hosts.append(bound_host)
+        hosts += ["localhost", "127.0.0.1", "::1"]
+        return hosts
+
+    async def listen(self) -> str:
+        """Start listening; returns the URL (`https://127.0.0.1:<port>`)."""
+        endpoint = serverFromString(self.reactor, self.listen_description)
+        # The certificate must name the bound host, which is only known from the description; parse the
+        # interface out of it before listening, so the listener starts with its final certificate.
+        interface = "127.0.0.1"
+        for part in self.listen_description.split(":")[1:]:
+            if part.startswith("interface="):
+                interface = part[len("interface=") :].replace("\\", "")
+        factory: Any = self.site
+        if self._use_tls:
+            self.tls = tls.load_or_generate(self._hosts(interface), self._tls_dir)
+            factory = TLSMemoryBIOFactory(self.tls.options(), False, self.site, clock=self.reactor)
+        self.port = await endpoint.listen(factory)
+        address = self.port.getHost()
+        host = getattr(address, "host", interface)
+        if host in ("0.0.0.0", "::"):
+            host = "127.0.0.1"
+        scheme = "https" if self._use_tls else "http"
+        self.url = f"{scheme}://{_url_host(host)}:{address.port}"
+        self._write_files()
+        log.info(
+            "ranchersim: serving Rancher's API and tunnel endpoint on {url} (server-url {server_url})",
+            url=self.url,
+            server_url=self.server_url,
+        )
+        return self.url
+
+    def _write_files(self) -> None:
+        if self._files["ca"]:
+            atomic_write(Path(self._files["ca"]), self.cacerts.encode(), mode=PUBLIC)
+        if self._files["token"]:
+            atomic_write(Path(self._files["token"]), (self.api_token + "\n").encode(), mode=PRIVATE)
+        if self._files["url"]:
+            atomic_write(Path(self._files["url"]), (self.server_url + "\n").encode(), mode=PUBLIC)
+
+    def startService(self) -> None:  # noqa: N802 (Twisted's name)
+        super().startService()
+        self._listening = defer.ensureDeferred(self.listen())
+        self._listening.addBoth(self._listen_done)
+
+    def _listen_done(self, result: Any) -> None:
+        if isinstance(result, Failure):
+            log.failure("ranchersim: cannot listen on {listen}", result, listen=self.listen_description)
+            if self.exit_on_listen_failure and self.reactor.running:
+                self.reactor.stop()
+        self._listen_result = result
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            self._fire(waiter)
+
+    def _fire(self, waiter: defer.Deferred[str]) -> None:
+        if isinstance(self._listen_result, Failure):
+            waiter.errback(self._listen_result)
+        else:
+            waiter.callback(self._listen_result)
+
+    def when_listening(self) -> defer.Deferred[str]:
+        """Fires with the URL once listening, or fails if listening failed (after `startService`)."""
+        if self._listening is None:
+            raise RuntimeError("RancherSim is not started")
+        waiter: defer.Deferred[str] = defer.Deferred()
+        if self._listen_result is None:
+            self._waiters.append(waiter)
+        else:
+            self._fire(waiter)
+        return waiter
+
+    def stopService(self) -> defer.Deferred[None]:  # noqa: N802 (Twisted's name)
+        super().stopService()
+        return defer.ensureDeferred(self._stop())
+
+    async def _stop(self) -> None:
+        if self._listening is not None and not self._listening.called:
+            self._listening.cancel()
+        self.tunnels.close_all()
+        if self.port is not None:
+            port, self.port = self.port, None
+            await port.stopListening()
+        await self.tunnels.wait_closed()
+
+    async def stop(self) -> None:
+        """Stop serving and close every tunnel (for code that started the stand-in itself)."""
+        if self.running:
+            await self.stopService()
+
+
+async def start_ranchersim(reactor: Any, **kwargs: Any) -> RancherSim:
+    """Create a `RancherSim` with `kwargs`, start it, and return it once it listens."""
+    sim = RancherSim(reactor, **kwargs)
+    sim.startService()
+    await sim.when_listening()
+    return sim

@@ -1,0 +1,93 @@
+"""`twistd ranchersim`: run the Rancher stand-in standalone.
+
+    twistd -n ranchersim --listen tcp:8443:interface=127.0.0.1 --ca-file ca.pem --token-file api.token
+
+Clusters, tokens and tunnels live in memory: stopping the stand-in forgets them. The API token and
+the CA can be kept across restarts (`--token-file` is reused when it already holds a token, `--tls-dir`
+keeps the CA), so an agent pointed at a restarted stand-in still authenticates and verifies it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.application.service import IService
+from twisted.python import usage
+
+from scaleagent.sim.service import DEFAULT_SERVER_VERSION, RancherSim
+from scaleagent.sim.store import DEFAULT_GRACE_PERIOD
+
+DEFAULT_LISTEN = "tcp:8443:interface=127.0.0.1"
+
+
+class Options(usage.Options):
+    """Options of `twistd ranchersim`."""
+
+    synopsis = "[options]"
+    longdesc = "A stand-in for Rancher's management API and tunnel endpoint, all state in memory."
+
+    optParameters = [
+        ["listen", "l", DEFAULT_LISTEN, "Twisted server endpoint to listen on (port 0: any free port)."],
+        ["server-url", None, None, "URL agents are given (Rancher's server-url); default: the listener's."],
+        ["hostname", None, None, "Extra DNS name or IP for the serving certificate (comma-separated)."],
+        ["server-version", None, DEFAULT_SERVER_VERSION, "Rancher version the stand-in reports."],
+        ["ca-file", None, "ranchersim-ca.pem", "Write the CA (the cacerts setting, PEM) to this file."],
+        [
+            "token-file",
+            None,
+            "ranchersim.token",
+            "API token file: reused if it holds one, else written (0600).",
+        ],
+        ["url-file", None, None, "Write the URL here once listening (useful with port 0)."],
+        ["tls-dir", None, None, "Keep the CA here, so it survives restarts; default: a new CA each start."],
+        ["token-grace", None, str(DEFAULT_GRACE_PERIOD), "Seconds a rotated registration token stays valid."],
+    ]
+    optFlags = [["no-tls", None, "Serve plain HTTP (debugging only; agents expect https)."]]
+
+    def postOptions(self) -> None:  # noqa: N802 (Twisted's name)
+        try:
+            self["token-grace"] = float(self["token-grace"])
+        except ValueError:
+            raise usage.UsageError(f"--token-grace {self['token-grace']!r}: expected seconds") from None
+        if self["token-grace"] < 0:
+            raise usage.UsageError("--token-grace: expected seconds >= 0")
+        url = self["server-url"]
+        if url is not None and not (url.startswith("https://") or url.startswith("http://")):
+            raise usage.UsageError(f"--server-url {url!r}: expected https://host[:port]")
+        if not self["listen"].strip():
+            raise usage.UsageError(
+                "--listen: expected a Twisted endpoint such as tcp:8443:interface=127.0.0.1"
+            )
+        names = self["hostname"] or ""
+        self["hostnames"] = tuple(name.strip() for name in names.split(",") if name.strip())
+
+
+def build(options: Options, reactor: Any) -> RancherSim:
+    """The service for parsed options (separate from makeService so tests pass their reactor)."""
+    return RancherSim(
+        reactor,
+        listen=options["listen"],
+        use_tls=not options["no-tls"],
+        hostnames=options["hostnames"],
+        server_url=options["server-url"],
+        server_version=options["server-version"],
+        grace_period=options["token-grace"],
+        ca_file=options["ca-file"] or None,
+        token_file=options["token-file"] or None,
+        url_file=options["url-file"],
+        tls_dir=options["tls-dir"],
+    )
+
+
+def makeService(options: Options) -> IService:  # noqa: N802 (Twisted's name)
+    from twisted.internet import reactor  # noqa: TID251 -- twistd has installed it by now
+    from twisted.internet.endpoints import serverFromString
+
+    try:
+        serverFromString(reactor, options["listen"])
+    except (ValueError, TypeError, KeyError) as error:
+        raise SystemExit(f"ranchersim: --listen {options['listen']!r}: {error}") from None
+    sim = build(options, reactor)
+    sim.setName("ranchersim")
+    sim.exit_on_listen_failure = True
+    return sim
