@@ -76,18 +76,28 @@ def makeService(options: Options) -> IService:
     return build_service(config, reactor, options["duration"])
 
 
+class AgentRoot(MultiService):
+    """The top of one agent process's service tree; says when it is up, once signals are handled."""
+
+    def __init__(self, config: AgentConfig) -> None:
+        super().__init__()
+        self.setName("scaleagent")
+        self.config = config
+
+    def startService(self) -> None:
+        super().startService()
+        log.info(
+            "scaleagent started: {count} clusters in all, shard {shard}, Rancher {url}, config {source}",
+            count=self.config.clusters.count,
+            shard=str(self.config.clusters.shard),
+            url=self.config.rancher.url,
+            source=str(self.config.source),
+        )
+
+
 def build_service(config: AgentConfig, reactor: Any, duration: float | None = None) -> MultiService:
     """The service tree of one agent process."""
-    top = MultiService()
-    top.setName("scaleagent")
+    top = AgentRoot(config)
     if duration is not None:
         StopAfter(reactor, duration).setServiceParent(top)
-    log.info(
-        "scaleagent: {count} clusters in all, shard {shard}, Rancher {url}, config {source}",
-        count=config.clusters.count,
-        shard=str(config.clusters.shard),
-        url=config.rancher.url,
-        source=str(config.source),
-    )
     return top
-
