@@ -1,0 +1,551 @@
+"""The Twisted Web resource tree of one simulated kube-apiserver.
+
+`ApiResource` routes every path of a real apiserver: public endpoints (`/version`, health), discovery
+and OpenAPI, then resource paths (`/api/v1/...`, `/apis/<g>/<v>/...`) for GET/LIST/WATCH.  Writes
+(POST/PUT/PATCH/DELETE and subresources beyond status/log) go to `scaleagent.apiserver.writes.handle`
+when that module exists (405 until then).  Every failure is a Kubernetes `Status`.
+
+The tree keeps no per-request state outside the request, so one tree (one `ApiSite`) serves one cluster
+over any number of connections.  Time comes from the injected clock (watch timeouts, bookmarks).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from types import ModuleType
+from typing import Any
+from urllib.parse import unquote
+
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET, Request, Site
+
+from scaleagent.apiserver import discovery, status, tables
+from scaleagent.apiserver.auth import impersonate
+from scaleagent.apiserver.kinds import ResourceType
+from scaleagent.apiserver.request import ApiContext, ApiRequest
+from scaleagent.apiserver.selectors import matcher
+from scaleagent.apiserver.status import ApiError
+from scaleagent.apiserver.store import BOOKMARK, ERROR, Entry, ListResult, Watch, validate_list_options
+from scaleagent.redact import logger
+
+log = logger()
+
+JSON = b"application/json"
+TEXT = b"text/plain; charset=utf-8"
+PARTIAL_LIST_CONTENT_TYPE = "application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io"
+PARTIAL_CONTENT_TYPE = "application/json;as=PartialObjectMetadata;v=v1;g=meta.k8s.io"
+HEALTH = ("healthz", "livez", "readyz")
+
+_MISSING = object()
+_writes: Any = _MISSING
+
+
+def writes_module() -> ModuleType | None:
+    """`scaleagent.apiserver.writes` once it has landed (looked up once per process)."""
+    global _writes
+    if _writes is _MISSING:
+        try:
+            _writes = importlib.import_module("scaleagent.apiserver.writes")
+        except ModuleNotFoundError as e:
+            if e.name != "scaleagent.apiserver.writes":
+                raise
+            _writes = None
+    return _writes
+
+
+def _encode(doc: Any) -> bytes:
+    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _is_true(value: str) -> bool:
+    return value.lower() in ("true", "1")
+
+
+def _int_param(query: dict[str, str], name: str) -> int | None:
+    value = query.get(name, "")
+    if value == "":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise status.bad_request(f"invalid {name} {value!r}: not an integer") from None
+
+
+# -- content negotiation -------------------------------------------------------------------------------
+
+
+def _wanted_form(accept: str) -> str:
+    """ "table", "partial" or "json": the first representation in the Accept header we can serve."""
+    for item in accept.split(","):
+        media, *params = (p.strip() for p in item.split(";"))
+        values = dict(p.split("=", 1) for p in params if "=" in p)
+        as_ = values.get("as", "")
+        if as_ == "Table" and values.get("g") == "meta.k8s.io":
+            return "table"
+        if as_ in ("PartialObjectMetadata", "PartialObjectMetadataList") and values.get("g") == "meta.k8s.io":
+            return "partial"
+        if not as_ and media in (
+            "application/json",
+            "application/*",
+            "*/*",
+            "",
+            "application/vnd.kubernetes.protobuf",
+        ):
+            return "json"
+    return "json"
+
+
+def _partial(obj: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "kind": "PartialObjectMetadata",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": obj.get("metadata", {}),
+    }
+
+
+# -- watch streams ----------------------------------------------------------------------------------------
+
+
+class _WatchStream:
+    """One watch response: encodes events, holds the timers, and cleans up when either side ends it."""
+
+    __slots__ = (
+        "request",
+        "api",
+        "rt",
+        "form",
+        "include",
+        "started",
+        "buffer",
+        "watch",
+        "timers",
+        "done",
+        "first",
+    )
+
+    def __init__(self, request: Request, api: ApiContext, rt: ResourceType, form: str, include: str) -> None:
+        self.request = request
+        self.api = api
+        self.rt = rt
+        self.form = form
+        self.include = include
+        self.started = False
+        self.buffer: list[bytes] = []
+        self.watch: Watch | None = None
+        self.timers: list[Any] = []
+        self.done = False
+        self.first = True
+
+    def _object_bytes(self, kind: str, entry: Entry) -> bytes:
+        if kind in (BOOKMARK, ERROR) or self.form == "json":
+            return entry.json()
+        if self.form == "partial":
+            return _encode(_partial(entry.obj))
+        doc = tables.table(
+            self.rt,
+            [entry.obj],
+            now=self.api.clock.seconds(),
+            include_object=self.include,
+            with_columns=self.first,
+        )
+        self.first = False
+        return _encode(doc)
+
+    def sink(self, kind: str, entry: Entry) -> None:
+        line = b'{"type":"' + kind.encode() + b'","object":' + self._object_bytes(kind, entry) + b"}\n"
+        if self.started:
+            if not self.done:
+                self.request.write(line)
+        else:
+            self.buffer.append(line)
+
+    def start(self) -> None:
+        self.request.setResponseCode(200)
+        self.request.setHeader(b"content-type", JSON)
+        self.request.setHeader(b"cache-control", b"no-cache, private")
+        self.started = True
+        if self.buffer:
+            self.request.write(b"".join(self.buffer))
+            self.buffer = []
+
+    def error(self, err: ApiError) -> None:
+        self.sink(ERROR, Entry(err.status()))
+
+    def schedule(self, timeout: float, bookmarks: bool) -> None:
+        clock = self.api.clock
+        self.timers.append(clock.callLater(timeout, self.close))
+        if bookmarks and self.api.bookmark_interval > 0:
+            self._schedule_bookmark()
+
+    def _schedule_bookmark(self) -> None:
+        def tick() -> None:
+            if self.done or self.watch is None:
+                return
+            self.watch.bookmark()
+            self._schedule_bookmark()
+
+        self.timers = [t for t in self.timers if t.active()]
+        self.timers.append(self.api.clock.callLater(self.api.bookmark_interval, tick))
+
+    def stop(self, _reason: object = None) -> None:
+        """Release the watch and timers (the client went away, or we are closing)."""
+        if self.done:
+            return
+        self.done = True
+        if self.watch is not None:
+            self.watch.cancel()
+        for timer in self.timers:
+            if timer.active():
+                timer.cancel()
+        self.timers = []
+
+    def close(self) -> None:
+        """End the stream cleanly (timeoutSeconds reached): clients re-watch from their last RV."""
+        if self.done:
+            return
+        self.stop()
+        self.request.finish()
+
+
+# -- the tree ---------------------------------------------------------------------------------------------
+
+
+class ApiResource(Resource):
+    """Every path of one cluster's apiserver; see the module docstring."""
+
+    isLeaf = True
+
+    def __init__(self, api: ApiContext) -> None:
+        super().__init__()
+        self.api = api
+
+    # entry point: one method for every HTTP verb
+    def render(self, request: Request) -> bytes | int:
+        try:
+            return self._route(request)
+        except ApiError as e:
+            return self._status(request, e)
+        except Exception:
+            log.failure("apiserver request failed: {method} {path}", method=request.method, path=request.path)
+            return self._status(request, status.internal_error())
+
+    # -- helpers --------------------------------------------------------------------------------------
+
+    def _status(self, request: Request, err: ApiError) -> bytes:
+        request.setResponseCode(err.code)
+        request.setHeader(b"content-type", JSON)
+        if err.code == 401:
+            request.setHeader(b"www-authenticate", b'Bearer realm="kubernetes"')
+        return _encode(err.status())
+
+    def _send(
+        self, request: Request, body: bytes, content_type: bytes | str = JSON, code: int = 200
+    ) -> bytes:
+        request.setResponseCode(code)
+        request.setHeader(
+            b"content-type", content_type.encode() if isinstance(content_type, str) else content_type
+        )
+        return body
+
+    @staticmethod
+    def _query(request: Request) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for key, values in (request.args or {}).items():
+            if values:
+                out[key.decode("utf-8", "replace")] = values[0].decode("utf-8", "replace")
+        return out
+
+    @staticmethod
+    def _headers(request: Request) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for name, values in request.requestHeaders.getAllRawHeaders():
+            key = name.decode("latin-1").lower()
+            out.setdefault(key, []).extend(v.decode("latin-1") for v in values)
+        return out
+
+    # -- routing --------------------------------------------------------------------------------------
+
+    def _route(self, request: Request) -> bytes | int:
+        path = request.path.decode("utf-8", "replace").split("?", 1)[0]
+        parts = [unquote(p) for p in path.split("/") if p]
+        method = request.method.decode("ascii", "replace").upper()
+        reading = method in ("GET", "HEAD")
+        head = parts[0] if parts else ""
+
+        if head == "version" and len(parts) == 1:
+            self._only_get(reading)
+            return self._send(request, _encode(discovery.version_info(self.api.version)))
+        if head in HEALTH:
+            self._only_get(reading)
+            return self._health(request, head, "/".join(parts[1:]))
+
+        headers = self._headers(request)
+        user = self.api.auth.authenticate((headers.get("authorization") or [""])[0])
+        user = impersonate(user, headers)
+
+        kinds = self.api.kinds
+        if not parts:
+            self._only_get(reading)
+            return self._send(request, _encode({"paths": self._root_paths()}))
+        if head == "api":
+            if len(parts) == 1:
+                self._only_get(reading)
+                return self._send(request, discovery.api_versions(self.api.address))
+            if len(parts) == 2:
+                self._only_get(reading)
+                return self._found(request, discovery.api_resource_list(kinds, "", parts[1]))
+            return self._resource(request, method, "", parts[1], parts[2:], headers, user)
+        if head == "apis":
+            if len(parts) == 1:
+                self._only_get(reading)
+                return self._send(request, discovery.api_group_list(kinds))
+            if len(parts) == 2:
+                self._only_get(reading)
+                return self._found(request, discovery.api_group(kinds, parts[1]))
+            if len(parts) == 3:
+                self._only_get(reading)
+                return self._found(request, discovery.api_resource_list(kinds, parts[1], parts[2]))
+            return self._resource(request, method, parts[1], parts[2], parts[3:], headers, user)
+        if head == "openapi":
+            self._only_get(reading)
+            if parts[1:] == ["v2"]:
+                body = discovery.openapi_v2(self.api.version)
+                return self._send(request, body, discovery.OPENAPI_V2_CONTENT_TYPE)
+            if parts[1:] == ["v3"]:
+                return self._send(request, discovery.openapi_v3_root(kinds))
+            if len(parts) > 2 and parts[1] == "v3":
+                return self._found(request, discovery.openapi_v3_gv(kinds, "/".join(parts[2:])))
+        raise status.path_not_found()
+
+    @staticmethod
+    def _only_get(reading: bool) -> None:
+        if not reading:
+            raise status.method_not_allowed()
+
+    def _found(self, request: Request, body: bytes | None) -> bytes:
+        if body is None:
+            raise status.path_not_found()
+        return self._send(request, body)
+
+    def _root_paths(self) -> list[str]:
+        paths = [
+            "/api",
+            "/api/v1",
+            "/apis",
+            "/healthz",
+            "/livez",
+            "/openapi/v2",
+            "/openapi/v3",
+            "/readyz",
+            "/version",
+        ]
+        for group, versions in self.api.kinds.groups():
+            if group:
+                paths.append(f"/apis/{group}")
+                paths.extend(f"/apis/{group}/{v}" for v in versions)
+        return sorted(paths)
+
+    def _health(self, request: Request, endpoint: str, check: str) -> bytes:
+        query = self._query(request)
+        exclude = [v.decode() for v in (request.args or {}).get(b"exclude", [])]
+        body = discovery.health(endpoint, check or None, "verbose" in query, exclude)
+        if body is None:
+            raise status.path_not_found()
+        request.setHeader(b"x-content-type-options", b"nosniff")
+        return self._send(request, body, TEXT)
+
+    # -- resources ------------------------------------------------------------------------------------
+
+    def _resource(
+        self,
+        request: Request,
+        method: str,
+        group: str,
+        version: str,
+        rest: list[str],
+        headers: dict[str, list[str]],
+        user: Any,
+    ) -> bytes | int:
+        kinds = self.api.kinds
+        legacy_watch = False
+        if rest and rest[0] == "watch":
+            legacy_watch, rest = True, rest[1:]
+        namespace: str | None = None
+        if len(rest) >= 3 and rest[0] == "namespaces":
+            candidate = kinds.by_resource(group, version, rest[2])
+            if candidate is not None and candidate.namespaced:
+                namespace, rest = rest[1], rest[2:]
+        if not rest:
+            raise status.path_not_found()
+        rt = kinds.by_resource(group, version, rest[0])
+        if rt is None:
+            raise status.path_not_found()
+        name = rest[1] if len(rest) > 1 else None
+        subresource = rest[2] if len(rest) > 2 else None
+        if subresource is not None and rt.subresource(subresource) is None:
+            raise status.path_not_found()
+        if name is not None and rt.namespaced and namespace is None:
+            raise status.path_not_found()
+        query = self._query(request)
+
+        if method in ("GET", "HEAD") and subresource in (None, "status", "log"):
+            if name is None:
+                if legacy_watch or _is_true(query.get("watch", "")):
+                    return self._watch(request, rt, namespace, query, headers)
+                return self._list(request, rt, namespace, query, headers)
+            if subresource == "log":
+                if rt.storage_key != ("", "pods"):
+                    raise status.path_not_found()
+                self.api.store.get(rt, namespace, name)
+                return self._send(request, b"", TEXT)
+            return self._get(request, rt, namespace, name, headers)
+
+        writes = writes_module()
+        if writes is None:
+            raise status.method_not_allowed()
+        body = request.content.read() if request.content is not None else b""
+        req = ApiRequest(method, self.api, rt, namespace, name, subresource, query, headers, body, user)
+        result = writes.handle(req)
+        code, payload = result[0], result[1]
+        content_type = result[2] if len(result) > 2 else JSON
+        if not isinstance(payload, bytes):
+            payload = _encode(payload)
+        return self._send(request, payload, content_type, code)
+
+    def _verb(self, rt: ResourceType, verb: str) -> None:
+        if verb not in rt.verbs:
+            raise status.method_not_allowed()
+
+    def _get(self, request: Request, rt: ResourceType, namespace: str | None, name: str, headers) -> bytes:
+        self._verb(rt, "get")
+        entry = self.api.store.get_entry(rt, namespace, name)
+        query = self._query(request)
+        form = _wanted_form((headers.get("accept") or [""])[0])
+        if form == "table":
+            doc = tables.table(
+                rt,
+                [entry.obj],
+                now=self.api.clock.seconds(),
+                include_object=query.get("includeObject", "Metadata"),
+                resource_version=entry.obj["metadata"].get("resourceVersion", ""),
+            )
+            return self._send(request, _encode(doc), tables.TABLE_CONTENT_TYPE)
+        if form == "partial":
+            return self._send(request, _encode(_partial(entry.obj)), PARTIAL_CONTENT_TYPE)
+        return self._send(request, entry.json())
+
+    def _list(
+        self, request: Request, rt: ResourceType, namespace: str | None, query: dict[str, str], headers
+    ) -> bytes:
+        self._verb(rt, "list")
+        if "sendInitialEvents" in query:
+            validate_list_options(watch=False, send_initial_events=_is_true(query["sendInitialEvents"]))
+        result = self.api.store.list(
+            rt,
+            namespace=namespace,
+            label_selector=query.get("labelSelector", ""),
+            field_selector=query.get("fieldSelector", ""),
+            limit=_int_param(query, "limit") or 0,
+            continue_token=query.get("continue", ""),
+            resource_version=query.get("resourceVersion", ""),
+            resource_version_match=query.get("resourceVersionMatch", ""),
+        )
+        form = _wanted_form((headers.get("accept") or [""])[0])
+        if form == "table":
+            doc = tables.table(
+                rt,
+                result.objects(),
+                now=self.api.clock.seconds(),
+                include_object=query.get("includeObject", "Metadata"),
+                resource_version=result.resource_version,
+                continue_token=result.continue_token,
+                remaining=result.remaining,
+            )
+            return self._send(request, _encode(doc), tables.TABLE_CONTENT_TYPE)
+        if form == "partial":
+            doc = {
+                "kind": "PartialObjectMetadataList",
+                "apiVersion": "meta.k8s.io/v1",
+                "metadata": self._list_meta(result),
+                "items": [_partial(obj) for obj in result.objects()],
+            }
+            return self._send(request, _encode(doc), PARTIAL_LIST_CONTENT_TYPE)
+        head = {"kind": rt.list_kind, "apiVersion": rt.api_version, "metadata": self._list_meta(result)}
+        prefix = _encode(head)[:-1] + b',"items":['
+        return self._send(request, prefix + b",".join(e.json() for e in result.items) + b"]}")
+
+    @staticmethod
+    def _list_meta(result: ListResult) -> dict[str, Any]:
+        meta: dict[str, Any] = {"resourceVersion": result.resource_version}
+        if result.continue_token:
+            meta["continue"] = result.continue_token
+        if result.remaining is not None:
+            meta["remainingItemCount"] = result.remaining
+        return meta
+
+    def _watch(
+        self, request: Request, rt: ResourceType, namespace: str | None, query: dict[str, str], headers
+    ) -> int:
+        self._verb(rt, "watch")
+        timeout = _int_param(query, "timeoutSeconds")
+        seconds = float(timeout) if timeout is not None and timeout > 0 else self.api.max_watch_seconds
+        seconds = min(seconds, self.api.max_watch_seconds)
+        send_initial = query.get("sendInitialEvents")
+        allow_bookmarks = _is_true(query.get("allowWatchBookmarks", ""))
+        form = _wanted_form((headers.get("accept") or [""])[0])
+        # Bad selectors and option combinations are HTTP errors, raised before the stream starts.
+        matcher(query.get("labelSelector", ""), query.get("fieldSelector", ""), rt.field_labels)
+        stream = _WatchStream(request, self.api, rt, form, query.get("includeObject", "Metadata"))
+        try:
+            stream.watch = self.api.store.watch(
+                rt,
+                stream.sink,
+                namespace=namespace,
+                label_selector=query.get("labelSelector", ""),
+                field_selector=query.get("fieldSelector", ""),
+                resource_version=query.get("resourceVersion", ""),
+                resource_version_match=query.get("resourceVersionMatch", ""),
+                send_initial_events=None if send_initial is None else _is_true(send_initial),
+                allow_bookmarks=allow_bookmarks,
+            )
+        except ApiError as e:
+            if e.code not in (410, 504):
+                raise
+            stream.buffer = []
+            stream.start()
+            stream.error(e)
+            stream.done = True
+            request.finish()
+            return NOT_DONE_YET
+        stream.start()
+        stream.schedule(seconds, allow_bookmarks)
+        request.notifyFinish().addBoth(stream.stop)
+        return NOT_DONE_YET
+
+
+class ApiSite(Site):
+    """A `Site` for one cluster's tree without access logging or the per-second log-clock timer.
+
+    With thousands of clusters per process, Twisted's default per-factory access log (and the timer
+    that refreshes its date every second) would cost more than the requests themselves.
+    """
+
+    def __init__(self, api: ApiContext, *, timeout: float | None = 60 * 60) -> None:
+        super().__init__(ApiResource(api), timeout=timeout, reactor=api.clock)
+        self.displayTracebacks = False
+        self.api = api
+
+    def startFactory(self) -> None:
+        self._logFile = None
+
+    def log(self, request: Request) -> None:
+        return None
+
+
+def make_site(api: ApiContext) -> ApiSite:
+    """The HTTP site serving `api` (wrap it in TLS to serve it as a real apiserver does)."""
+    return ApiSite(api)
+
+
+__all__ = ["ApiResource", "ApiSite", "make_site", "writes_module"]
