@@ -1,0 +1,269 @@
+"""Both tunnel ends over a real wss:// WebSocket on loopback: refusals, pings, dialling, endings."""
+
+from __future__ import annotations
+
+import pytest_twisted
+from twisted.internet import defer, endpoints, task
+from twisted.internet.error import ConnectionDone, ConnectionLost
+from twisted.internet.protocol import Factory, Protocol
+from twisted.web.resource import Resource
+from twisted.web.server import Site
+
+from scaleagent.remotedialer.server import NoTunnel, Refusal, TunnelServer
+from scaleagent.remotedialer.websocket import TunnelClientFactory, TunnelRefused, connect_tunnel
+
+from .test_remotedialer_transport import make_pki
+
+PKI = make_pki()
+TOKEN = "t0ken-value"
+
+
+def rancher_like_authorizer(request):
+    """Like Rancher: no credential 401, unknown credential 400 with the error text."""
+    token = request.getHeader("x-api-tunnel-token")
+    if token is None:
+        return Refusal(401, "failed authentication")
+    if token != TOKEN:
+        return Refusal(400, "cluster not found")
+    return request.getHeader("x-test-key") or "c-test"
+
+
+class Echo(Protocol):
+    def dataReceived(self, data: bytes) -> None:
+        self.transport.write(data)
+
+
+def echo_resolver(proto: str, address: str):
+    return Factory.forProtocol(Echo) if (proto, address) == ("tcp", "echo:7") else None
+
+
+class Collect(Protocol):
+    """Sends `greeting`, collects the answer, remembers how it ended."""
+
+    def __init__(self, greeting: bytes = b"") -> None:
+        self.greeting = greeting
+        self.received = b""
+        self.lost: defer.Deferred = defer.Deferred()
+
+    def connectionMade(self) -> None:
+        if self.greeting:
+            self.transport.write(self.greeting)
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received += data
+
+    def connectionLost(self, reason) -> None:
+        self.lost.callback(reason.value)  # the exception: a Failure would errback
+
+
+def until(reactor, predicate, timeout: float = 10.0, step: float = 0.01):
+    """Poll `predicate` on the reactor, bounded by `timeout` seconds."""
+
+    @defer.inlineCallbacks
+    def run():
+        for _ in range(int(timeout / step)):
+            if predicate():
+                return True
+            yield task.deferLater(reactor, step, lambda: None)
+        raise AssertionError(f"condition not met within {timeout} s")
+
+    return run()
+
+
+@defer.inlineCallbacks
+def start_server(reactor, path: bytes = b"connect", **kwargs):
+    """A TunnelServer under /v3/<path> on a loopback TLS port; returns (server, port, url)."""
+    server = TunnelServer(reactor, kwargs.pop("authorizer", rancher_like_authorizer), **kwargs)
+    root = Resource()
+    v3 = Resource()
+    root.putChild(b"v3", v3)
+    v3.putChild(path, server.resource)
+    site = Site(root)
+    site.noisy = False
+    endpoint = endpoints.SSL4ServerEndpoint(reactor, 0, PKI.server_options(), interface="127.0.0.1")
+    port = yield endpoint.listen(site)
+    url = f"wss://127.0.0.1:{port.getHost().port}/v3/{path.decode()}"
+    return server, port, url
+
+
+@defer.inlineCallbacks
+def shutdown(server, port, *clients):
+    for client in clients:
+        if client.session is not None and not client.session.closed:
+            client.dropConnection(abort=True)
+            yield client.ended
+    server.stop()
+    yield port.stopListening()
+
+
+@pytest_twisted.inlineCallbacks
+def test_refusals_carry_http_status_and_body(reactor):
+    server, port, url = yield start_server(reactor)
+    ended = []
+    try:
+        for headers, status, body in (({}, 401, b"failed authentication"),
+                                      ({"X-API-Tunnel-Token": "nope"}, 400, b"cluster not found")):
+            d = connect_tunnel(reactor, url, headers, echo_resolver, ca_pem=PKI.ca_pem,
+                               on_close=lambda proto, end: ended.append(end))
+            try:
+                yield d
+            except TunnelRefused as refused:
+                assert refused.status == status
+                assert refused.body == body
+            else:
+                raise AssertionError("the handshake should have been refused")
+        assert [(e.opened, e.status, e.body) for e in ended] == [
+            (False, 401, b"failed authentication"), (False, 400, b"cluster not found")]
+        assert server.client_keys() == []
+    finally:
+        yield shutdown(server, port)
+
+
+@pytest_twisted.inlineCallbacks
+def test_dial_echo_pings_and_clean_end(reactor):
+    server, port, url = yield start_server(reactor)
+    headers = {"X-API-Tunnel-Token": TOKEN, "X-API-Tunnel-Params": "e30="}
+    client = yield connect_tunnel(reactor, url, headers, echo_resolver, ca_pem=PKI.ca_pem, ping_interval=0.1)
+    try:
+        assert client.autoPingInterval == 0  # autobahn's auto-ping stays off
+        assert client.websocket_extensions_in_use == []  # no permessage-deflate
+        session = yield server.when_connected("c-test")
+        talker = Collect(b"hello through the tunnel")
+        server.dial("c-test", "tcp", "echo:7", Factory.forProtocol(lambda: talker))
+        yield until(reactor, lambda: talker.received == b"hello through the tunnel")
+        yield until(reactor, lambda: session.stats.keepalives_received >= 3)
+        assert client.session.stats.keepalives_received >= 3  # pongs came back for our empty pings
+        talker.transport.loseConnection()
+        reason = yield talker.lost
+        assert isinstance(reason, ConnectionDone)
+        yield until(reactor, lambda: client.session.connection_ids() == [])
+        with_refusal = Collect()
+        server.dial("c-test", "tcp", "10.0.0.1:22", Factory.forProtocol(lambda: with_refusal))
+        reason = yield with_refusal.lost
+        assert "connection refused" in str(reason)
+        assert not session.closed  # a refusal never ends the tunnel
+        client.disconnect()
+        ended = yield client.ended
+        assert ended.opened and ended.was_clean and ended.status is None
+        yield until(reactor, lambda: server.client_keys() == [])
+        assert pytest_raises(NoTunnel, server.dial, "c-test", "tcp", "echo:7", Factory.forProtocol(Collect))
+    finally:
+        yield shutdown(server, port, client)
+
+
+def pytest_raises(kind, fn, *args) -> bool:
+    try:
+        fn(*args)
+    except kind:
+        return True
+    return False
+
+
+@pytest_twisted.inlineCallbacks
+def test_sessions_per_key_oldest_first(reactor):
+    server, port, url = yield start_server(reactor)
+    headers = {"X-API-Tunnel-Token": TOKEN}
+    first = yield connect_tunnel(reactor, url, headers, echo_resolver, ca_pem=PKI.ca_pem)
+    second = yield connect_tunnel(reactor, url, headers, echo_resolver, ca_pem=PKI.ca_pem)
+    try:
+        yield until(reactor, lambda: len(server.sessions("c-test")) == 2)
+        talker = Collect(b"x")
+        server.dial("c-test", "tcp", "echo:7", Factory.forProtocol(lambda: talker))
+        yield until(reactor, lambda: talker.received == b"x")
+        assert first.session.stats.connects_accepted == 1
+        assert second.session.stats.connects_accepted == 0
+        first.dropConnection(abort=True)
+        yield first.ended
+        yield until(reactor, lambda: len(server.sessions("c-test")) == 1)
+        talker2 = Collect(b"y")
+        server.dial("c-test", "tcp", "echo:7", Factory.forProtocol(lambda: talker2))
+        yield until(reactor, lambda: talker2.received == b"y")
+        assert second.session.stats.connects_accepted == 1
+    finally:
+        yield shutdown(server, port, first, second)
+
+
+@pytest_twisted.inlineCallbacks
+def test_text_message_ends_the_session(reactor):
+    server, port, url = yield start_server(reactor)
+    client = yield connect_tunnel(reactor, url, {"X-API-Tunnel-Token": TOKEN}, echo_resolver,
+                                  ca_pem=PKI.ca_pem)
+    try:
+        yield server.when_connected("c-test")
+        talker = Collect()
+        server.dial("c-test", "tcp", "echo:7", Factory.forProtocol(lambda: talker))
+        yield until(reactor, lambda: client.session.connection_ids() == [2])
+        server.protocols("c-test")[0].sendMessage(b"not binary", isBinary=False)
+        ended = yield client.ended
+        assert ended.opened
+        assert client.session.closed
+        reason = yield talker.lost
+        assert isinstance(reason, ConnectionLost)
+    finally:
+        yield shutdown(server, port, client)
+
+
+@pytest_twisted.inlineCallbacks
+def test_server_ends_a_session_without_pings(reactor):
+    server, port, url = yield start_server(reactor, keepalive_timeout=0.3)
+    client = yield connect_tunnel(reactor, url, {"X-API-Tunnel-Token": TOKEN}, echo_resolver,
+                                  ca_pem=PKI.ca_pem, ping_interval=60)
+    try:
+        ended = yield client.ended
+        assert ended.opened and not ended.was_clean
+        assert server.client_keys() == []
+    finally:
+        yield shutdown(server, port, client)
+
+
+@pytest_twisted.inlineCallbacks
+def test_async_authorizer_and_bad_ca(reactor):
+    def slow(request):
+        return task.deferLater(reactor, 0.05, rancher_like_authorizer, request)
+
+    server, port, url = yield start_server(reactor, authorizer=slow)
+    try:
+        try:
+            yield connect_tunnel(reactor, url, {}, echo_resolver, ca_pem=PKI.ca_pem)
+        except TunnelRefused as refused:
+            assert (refused.status, refused.body) == (401, b"failed authentication")
+        client = yield connect_tunnel(reactor, url, {"X-API-Tunnel-Token": TOKEN}, echo_resolver,
+                                      ca_pem=PKI.ca_pem)
+        yield server.when_connected("c-test")
+        client.dropConnection(abort=True)
+        yield client.ended
+        other = make_pki(name="another-ca")
+        ended = []
+        try:
+            yield connect_tunnel(reactor, url, {"X-API-Tunnel-Token": TOKEN}, echo_resolver,
+                                 ca_pem=other.ca_pem, on_close=lambda p, e: ended.append(e))
+        except TunnelRefused:
+            raise AssertionError("a TLS failure is not a refusal") from None
+        except Exception:
+            pass
+        else:
+            raise AssertionError("a server certificate from another CA must fail verification")
+        assert ended and not ended[0].opened and ended[0].status is None
+        insecure = yield connect_tunnel(reactor, url, {"X-API-Tunnel-Token": TOKEN}, echo_resolver,
+                                        insecure=True)
+        insecure.dropConnection(abort=True)
+        yield insecure.ended
+    finally:
+        yield shutdown(server, port)
+
+
+def test_factory_rejects_non_websocket_urls(reactor):
+    for url in ("https://rancher.example/v3/connect", "wss:///v3/connect"):
+        try:
+            TunnelClientFactory(reactor, url, {}, echo_resolver)
+        except ValueError as exc:
+            assert "ws://" in str(exc)
+        else:
+            raise AssertionError(url)
+
+
+def test_chunked_refusal_bodies_are_unchunked():
+    from scaleagent.remotedialer.websocket import _unchunk
+
+    assert _unchunk(b"15\r\nfailed authentication\r\n0\r\n\r\n") == b"failed authentication"
+    assert _unchunk(b"5\r\nab") == b"ab"  # as far as it arrived
