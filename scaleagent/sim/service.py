@@ -14,6 +14,7 @@ import hmac
 import ipaddress
 import random
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,7 @@ from scaleagent.sim.store import (
     always_ready,
     random_string,
 )
-from scaleagent.sim.tunnel import TunnelEndpoint
+from scaleagent.sim.tunnel import SimTunnels
 from scaleagent.state import PRIVATE, PUBLIC, atomic_write
 
 log = logger()
@@ -112,10 +113,12 @@ class RancherSim(Service):
         self._listening: defer.Deferred[None] | None = None
         self._listen_result: str | Failure | None = None
         self._waiters: list[defer.Deferred[str]] = []
+        # Called with a deleted cluster before its sessions close; may return a Deferred.
+        self.on_delete: Callable[[Cluster], Any] | None = None
         # twistd sets this: a stand-in that cannot listen should end, not idle.
         self.exit_on_listen_failure = False
         self.api = ManagementAPI(self)
-        self.tunnels = TunnelEndpoint(reactor, self.store)
+        self.tunnels = SimTunnels(reactor, self.store)
         self.site = Site(Root(self.api, self.tunnels.resource))
         self.site.displayTracebacks = False
         self.site.log = lambda request: None  # no access log: a ramp of thousands of clusters floods it
@@ -146,9 +149,18 @@ class RancherSim(Service):
         return hmac.compare_digest(credential.encode(), self.api_token.encode())
 
     def delete_cluster(self, cluster_id: str) -> Cluster:
-        """Delete a cluster: it leaves the API at once, then its tunnel sessions are closed."""
+        """Delete a cluster: it leaves the API at once (its tokens stop working), then its tunnel
+        sessions are closed, after `on_delete(cluster)` (and its Deferred) if that hook is set, so the
+        traffic driver can send Rancher's cleanup objects through the still-open tunnel first."""
         cluster = self.store.delete_cluster(cluster_id)
-        self.tunnels.close_cluster(cluster)
+        if self.on_delete is None:
+            self.tunnels.close_cluster(cluster)
+            return cluster
+        done = defer.maybeDeferred(self.on_delete, cluster)
+        done.addErrback(
+            lambda failure: log.failure("ranchersim: on_delete failed for {id}", failure, id=cluster.id)
+        )
+        done.addBoth(lambda _: self.tunnels.close_cluster(cluster))
         return cluster
 
     def disconnect_cluster(self, cluster_id: str) -> int:
