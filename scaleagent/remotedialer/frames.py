@@ -157,7 +157,10 @@ def connect_payload(proto: str, address: str) -> bytes:
     """The payload of a CONNECT for `proto` (e.g. "tcp") and `address` (e.g. "10.43.0.1:443")."""
     if not proto or "/" in proto:
         raise FrameError(f"invalid protocol {proto!r}")
-    payload = f"{proto}/{address}".encode()
+    try:
+        payload = f"{proto}/{address}".encode()
+    except UnicodeEncodeError as exc:
+        raise FrameError(f"connect target {address!r} is not encodable as UTF-8") from exc
     if len(payload) > CONNECT_PAYLOAD_LIMIT:
         raise FrameError(f"connect target longer than {CONNECT_PAYLOAD_LIMIT} bytes")
     return payload
