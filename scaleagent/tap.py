@@ -79,13 +79,18 @@ def makeService(options: Options) -> IService:
 class AgentRoot(MultiService):
     """The top of one agent process's service tree; says when it is up, once signals are handled."""
 
-    def __init__(self, config: AgentConfig) -> None:
+    def __init__(self, config: AgentConfig, reactor: Any) -> None:
         super().__init__()
         self.setName("scaleagent")
         self.config = config
+        self._reactor = reactor
 
     def startService(self) -> None:
         super().startService()
+        # twistd starts services before the reactor runs; say "started" once signals are handled.
+        self._reactor.callWhenRunning(self._announce)
+
+    def _announce(self) -> None:
         log.info(
             "scaleagent started: {count} clusters in all, shard {shard}, Rancher {url}, config {source}",
             count=self.config.clusters.count,
@@ -97,7 +102,7 @@ class AgentRoot(MultiService):
 
 def build_service(config: AgentConfig, reactor: Any, duration: float | None = None) -> MultiService:
     """The service tree of one agent process."""
-    top = AgentRoot(config)
+    top = AgentRoot(config, reactor)
     if duration is not None:
         StopAfter(reactor, duration).setServiceParent(top)
     return top
