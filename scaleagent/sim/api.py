@@ -373,7 +373,16 @@ class ManagementAPI(Resource):
 
     def _list_clusters(self, request: Request) -> dict[str, Any]:
         filters = self._filters(request, ("id", "name", "state", "driver", "uuid"))
-        data = [self.cluster_json(request, c) for c in self._backend.store.clusters()]
+        store = self._backend.store
+        # Narrow by name or id first: agents look their clusters up one by one, by name.
+        if filters["name"]:
+            found = (store.find_cluster(c["value"]) for c in filters["name"])
+            candidates = list({id(c): c for c in found if c is not None}.values())
+        elif filters["id"]:
+            candidates = [c for c in store.clusters() if c.id in {f["value"] for f in filters["id"]}]
+        else:
+            candidates = store.clusters()
+        data = [self.cluster_json(request, c) for c in candidates]
         data = [item for item in data if self._matches(item, filters)]
         return self._collection(request, "/v3/clusters", "cluster", data, filters)
 
@@ -446,7 +455,13 @@ class ManagementAPI(Resource):
         filters = self._filters(request, ("clusterId", "id", "name", "uuid"))
         if cluster_id is not None:
             filters["clusterId"] = [{"modifier": "eq", "value": cluster_id}]
-        data = [self.token_json(request, crt) for crt in self._backend.store.tokens()]
+        store = self._backend.store
+        if filters["clusterId"]:
+            wanted = dict.fromkeys(f["value"] for f in filters["clusterId"])
+            candidates = [crt for cid in wanted for crt in store.tokens(cid)]
+        else:
+            candidates = store.tokens()
+        data = [self.token_json(request, crt) for crt in candidates]
         data = [item for item in data if self._matches(item, filters)]
         return self._collection(
             request, "/v3/clusterregistrationtokens", "clusterRegistrationToken", data, filters

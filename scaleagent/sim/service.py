@@ -224,7 +224,7 @@ class RancherSim(Service):
         self._listening.addBoth(self._listen_done)
 
     def _listen_done(self, result: Any) -> None:
-        if isinstance(result, Failure):
+        if isinstance(result, Failure) and not result.check(defer.CancelledError):
             log.failure("ranchersim: cannot listen on {listen}", result, listen=self.listen_description)
             if self.exit_on_listen_failure and self.reactor.running:
                 self.reactor.stop()
