@@ -15,7 +15,7 @@ import importlib
 import json
 from types import ModuleType
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import parse_qsl, unquote
 
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
@@ -165,9 +165,9 @@ class _WatchStream:
         self.request.setHeader(b"content-type", JSON)
         self.request.setHeader(b"cache-control", b"no-cache, private")
         self.started = True
-        if self.buffer:
-            self.request.write(b"".join(self.buffer))
-            self.buffer = []
+        # Write now even when empty: clients wait for the headers before they consider a watch open.
+        self.request.write(b"".join(self.buffer))
+        self.buffer = []
 
     def error(self, err: ApiError) -> None:
         self.sink(ERROR, Entry(err.status()))
@@ -347,9 +347,11 @@ class ApiResource(Resource):
         return sorted(paths)
 
     def _health(self, request: Request, endpoint: str, check: str) -> bytes:
-        query = self._query(request)
-        exclude = [v.decode() for v in (request.args or {}).get(b"exclude", [])]
-        body = discovery.health(endpoint, check or None, "verbose" in query, exclude)
+        # `?verbose` may come without a value, which Twisted's args drop: read the raw query.
+        pairs = parse_qsl(request.uri.decode("utf-8", "replace").partition("?")[2], keep_blank_values=True)
+        exclude = [value for key, value in pairs if key == "exclude"]
+        verbose = any(key == "verbose" for key, _ in pairs)
+        body = discovery.health(endpoint, check or None, verbose, exclude)
         if body is None:
             raise status.path_not_found()
         request.setHeader(b"x-content-type-options", b"nosniff")
