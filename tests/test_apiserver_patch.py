@@ -556,3 +556,14 @@ def test_fields_v1_round_trip():
     assert ("f:spec", "f:template", "f:spec", "f:containers", 'k:{"name":"c"}', "f:ports", port, ".") in paths
     assert p.from_fields_v1(p.to_fields_v1(paths)) == paths
     assert ("f:metadata", "f:name") not in paths
+
+
+def test_no_op_writes_leave_managed_fields_alone():
+    first = _apply(None, _cm({"a": "1"}))
+    again = p.server_side_apply(
+        first, _cm({"a": "1"}), "kubectl", api_version="v1", now="2030-01-01T00:00:00Z"
+    )
+    assert again == first
+    edited = p.record_update(first, dict(first, data={"a": "2"}), "kubectl-edit", api_version="v1", now=NOW)
+    same = p.record_update(edited, edited, "kubectl-edit", api_version="v1", now="2030-01-01T00:00:00Z")
+    assert same["metadata"]["managedFields"] == edited["metadata"]["managedFields"]

@@ -499,3 +499,32 @@ def test_invalid_crd_is_422(c):
 def test_verbs_are_enforced(c):
     err = c.error("DELETE", c.rt("", "v1", "namespaces"), query={})
     assert err.code == 405
+
+
+def test_repeated_patch_is_a_no_op_and_status_tracks_generation(c):
+    deps = c.rt("apps", "v1", "deployments")
+    c.call("POST", deps, "default", body=deployment(), query={"fieldManager": "kubectl-create"})
+    q = {"fieldManager": "kubectl-patch"}
+    _, first = c.call(
+        "PATCH",
+        deps,
+        "default",
+        "web",
+        {"spec": {"replicas": 3}},
+        ctype="application/merge-patch+json",
+        query=q,
+    )
+    assert first["metadata"]["generation"] == 2 and first["status"]["observedGeneration"] == 2
+    _, again = c.call(
+        "PATCH",
+        deps,
+        "default",
+        "web",
+        {"spec": {"replicas": 3}},
+        ctype="application/merge-patch+json",
+        query=q,
+    )
+    assert again == first
+    managers = {e["manager"]: e["fieldsV1"] for e in first["metadata"]["managedFields"]}
+    assert managers["kubectl-patch"] == {"f:spec": {"f:replicas": {}}}
+    assert "f:status" not in managers["kubectl-create"]

@@ -707,7 +707,19 @@ def server_side_apply(
     }
     kept_entries = [e for e, owned in others if owned]
     result.setdefault("metadata", {})["managedFields"] = _ordered(kept_entries, entry, entries)
+    if live is not None and _without_times(result) == _without_times(live):
+        return copy.deepcopy(live)  # a no-op apply changes nothing, not even the manager's timestamp
     return result
+
+
+def _without_times(obj: dict[str, Any]) -> dict[str, Any]:
+    meta = dict(obj.get("metadata") or {})
+    meta["managedFields"] = [
+        {k: v for k, v in e.items() if k != "time"}
+        for e in meta.get("managedFields") or ()
+        if isinstance(e, dict)
+    ]
+    return {**obj, "metadata": meta}
 
 
 def _ordered(
@@ -723,6 +735,13 @@ def _ordered(
     else:
         result.append(entry)
     return result
+
+
+def _differs(old: dict[str, Any], new: dict[str, Any], path: Path, schema: Struct) -> bool:
+    """Whether a write changed the field at `path`; a list item's `.` changes only when it is new."""
+    if path[-1] == ".":
+        return _lookup(old, path, schema) is None
+    return _lookup(old, path, schema) != _lookup(new, path, schema)
 
 
 def record_update(
@@ -744,13 +763,15 @@ def record_update(
     meta = new.setdefault("metadata", {})
     entries = _entries(old)
     old_values = old or {}
-    new_paths = field_paths(new, schema)
-    changed = {
-        path
-        for path in new_paths
-        if old is None or _lookup(old_values, path, schema) != _lookup(new, path, schema)
-    }
-    gone = field_paths(old_values, schema) - new_paths if old is not None else set()
+
+    def relevant(paths: set[Path]) -> set[Path]:
+        # status belongs to whoever writes the status subresource, everything else to the main resource
+        want_status = subresource == "status"
+        return {q for q in paths if (q[0] == "f:status") == want_status}
+
+    new_paths = relevant(field_paths(new, schema))
+    changed = {path for path in new_paths if old is None or _differs(old_values, new, path, schema)}
+    gone = relevant(field_paths(old_values, schema)) - new_paths if old is not None else set()
     result: list[dict[str, Any]] = []
     mine: dict[str, Any] | None = None
     for entry in entries:
@@ -769,7 +790,7 @@ def record_update(
             result.append(entry)
         elif entry is mine:
             mine = None
-    if mine is not None:
+    if mine is not None and changed:
         mine["time"] = now
         mine["apiVersion"] = api_version
     elif changed and manager:

@@ -399,6 +399,8 @@ class Writer:
         if self._is_crd():
             self._validate_crd(new)
             new = _crd_accepted(new)
+        if "generation" in old_meta:  # what the store will assign; status reports it as observed
+            meta["generation"] = old_meta["generation"] + (new.get("spec") != old.get("spec"))
         new = self._settle(new)
         if not managed:
             new = self._record(old, new)
@@ -519,6 +521,8 @@ class Writer:
             )
         new = copy.deepcopy(old)
         new.setdefault("spec", {})["replicas"] = replicas
+        if "generation" in new["metadata"] and replicas != (old.get("spec") or {}).get("replicas"):
+            new["metadata"]["generation"] += 1
         sent_rv = (body.get("metadata") or {}).get("resourceVersion")
         if sent_rv:
             if sent_rv != old["metadata"].get("resourceVersion"):

@@ -1,0 +1,543 @@
+"""Real kubectl writing to `python -m scaleagent.cluster`: apply (client- and server-side), label,
+annotate, every patch type, scale, edit, delete with finalizers, namespace cascade, server dry runs and a
+second kubectl watching the changes.  Each test has its own server and its own HOME (kubectl caches
+discovery per host), and asserts what kubectl prints."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import pytest_twisted
+from twisted.internet import defer, task
+from twisted.internet.protocol import ProcessProtocol
+
+KUBECTL = next(
+    (p for p in ("/usr/lib/google-cloud-sdk/bin/kubectl.1.32", "/usr/bin/kubectl") if os.path.exists(p)), None
+)
+pytestmark = pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed")
+
+
+class Collect(ProcessProtocol):
+    """Gathers a child's output; `ended` fires with its exit code."""
+
+    def __init__(self) -> None:
+        self.out = b""
+        self.err = b""
+        self.ended: defer.Deferred[int] = defer.Deferred()
+
+    def outReceived(self, data: bytes) -> None:
+        self.out += data
+
+    def errReceived(self, data: bytes) -> None:
+        self.err += data
+
+    def processEnded(self, reason) -> None:
+        code = getattr(reason.value, "exitCode", None)
+        self.ended.callback(code if code is not None else -1)
+
+
+class Cluster:
+    """One served cluster, and kubectl runs against it with a private HOME."""
+
+    def __init__(self, reactor, tmp_path: Path) -> None:
+        self.reactor = reactor
+        self.tmp = tmp_path
+        self.home = tmp_path / "home"
+        self.home.mkdir()
+        self.kubeconfig = tmp_path / "kubeconfig"
+        self.server: Collect | None = None
+        self.server_transport = None
+        self.watchers: list = []
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = {
+            "HOME": str(self.home),
+            "KUBECONFIG": str(self.kubeconfig),
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "LANG": "C.UTF-8",
+        }
+        env.update(extra)
+        return env
+
+    @defer.inlineCallbacks
+    def start(self):
+        self.server = Collect()
+        args = [sys.executable, "-m", "scaleagent.cluster", "--listen", "tcp:0:interface=127.0.0.1"]
+        args += ["--kubeconfig", str(self.kubeconfig)]
+        child_env = dict(self.env(), PYTHONPATH=str(Path(__file__).resolve().parent.parent))
+        self.server_transport = self.reactor.spawnProcess(
+            self.server, sys.executable, args, env=child_env, path=str(self.tmp)
+        )
+        for _ in range(300):  # 30 s at most
+            if self.kubeconfig.exists() or self.server.ended.called:
+                break
+            yield task.deferLater(self.reactor, 0.1, lambda: None)
+        assert self.kubeconfig.exists(), (self.server.out + self.server.err).decode(errors="replace")
+
+    @defer.inlineCallbacks
+    def stop(self):
+        for transport, proto in self.watchers:
+            if not proto.ended.called:
+                transport.signalProcess("KILL")
+                yield proto.ended
+        if self.server is not None and not self.server.ended.called:
+            self.server_transport.signalProcess("TERM")
+            yield self.server.ended.addTimeout(15, self.reactor)
+
+    @defer.inlineCallbacks
+    def kubectl(
+        self, *args: str, ok: bool = True, env: dict[str, str] | None = None, stdin: bytes | None = None
+    ):
+        """Run kubectl to the end; returns (exit code, stdout, stderr) as text."""
+        proto = Collect()
+        transport = self.reactor.spawnProcess(
+            proto, KUBECTL, [KUBECTL, *args], env=self.env(**(env or {})), path=str(self.tmp)
+        )
+        if stdin is not None:
+            transport.write(stdin)
+        transport.closeStdin()
+        code = yield proto.ended.addTimeout(60, self.reactor)
+        out, err = proto.out.decode(), proto.err.decode()
+        if ok:
+            assert code == 0, f"kubectl {' '.join(args)} exited {code}\n{out}\n{err}"
+        return code, out, err
+
+    def watch(self, *args: str) -> Collect:
+        """Start a long-running kubectl (killed at the end of the test)."""
+        proto = Collect()
+        transport = self.reactor.spawnProcess(
+            proto, KUBECTL, [KUBECTL, *args], env=self.env(), path=str(self.tmp)
+        )
+        self.watchers.append((transport, proto))
+        return proto
+
+    def create(self, text: str, *, ok: bool = True):
+        """`kubectl create -f` of a manifest (JSON on the wire; typed `create <kind>` sends protobuf)."""
+        self.count = getattr(self, "count", 0) + 1
+        return self.kubectl("create", "-f", self.file(f"obj-{self.count}.yaml", text), ok=ok)
+
+    def file(self, name: str, text: str) -> str:
+        path = self.tmp / name
+        path.write_text(textwrap.dedent(text).lstrip())
+        return str(path)
+
+
+@pytest.fixture
+def cluster(reactor, tmp_path):
+    c = Cluster(reactor, tmp_path)
+    pytest_twisted.blockon(c.start())
+    yield c
+    pytest_twisted.blockon(c.stop())
+
+
+def _ns(name: str) -> str:
+    return f"apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {name}\n"
+
+
+def _cm(name: str, namespace: str, **data: str) -> str:
+    text = f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  namespace: {namespace}\n"
+    if data:
+        text += "data:\n" + "".join(f'  {k}: "{v}"\n' for k, v in data.items())
+    return text
+
+
+CRD = """
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: widgets.example.com
+spec:
+  group: example.com
+  scope: Namespaced
+  names:
+    plural: widgets
+    singular: widget
+    kind: Widget
+    shortNames: [wd]
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    subresources:
+      status: {}
+    schema:
+      openAPIV3Schema:
+        type: object
+        x-kubernetes-preserve-unknown-fields: true
+"""
+
+MANIFEST = """
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: demo
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: app-config
+  namespace: demo
+data:
+  mode: fast
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: app-env
+  namespace: demo
+  labels:
+    tier: web
+data:
+  LOG_LEVEL: info
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  namespace: demo
+spec:
+  replicas: 2
+  selector:
+    matchLabels:
+      app: web
+  template:
+    metadata:
+      labels:
+        app: web
+    spec:
+      containers:
+      - name: nginx
+        image: nginx:1.27
+        ports:
+        - containerPort: 80
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+  namespace: demo
+spec:
+  selector:
+    app: web
+  ports:
+  - port: 80
+    targetPort: 80
+---
+apiVersion: example.com/v1
+kind: Widget
+metadata:
+  name: w1
+  namespace: demo
+spec:
+  size: 3
+"""
+
+APPLIED = [
+    "namespace/demo",
+    "configmap/app-config",
+    "configmap/app-env",
+    "deployment.apps/web",
+    "service/web",
+    "widget.example.com/w1",
+]
+
+
+@pytest_twisted.inlineCallbacks
+def test_apply_crd_then_manifest_twice(cluster):
+    _, out, _ = yield cluster.kubectl("apply", "-f", cluster.file("crd.yaml", CRD))
+    assert out.strip() == "customresourcedefinition.apiextensions.k8s.io/widgets.example.com created"
+    manifest = cluster.file("manifest.yaml", MANIFEST)
+    _, out, _ = yield cluster.kubectl("apply", "-f", manifest)
+    assert out.splitlines() == [f"{name} created" for name in APPLIED]
+    _, out, _ = yield cluster.kubectl("apply", "-f", manifest)
+    assert out.splitlines() == [f"{name} unchanged" for name in APPLIED]
+    _, out, _ = yield cluster.kubectl("get", "wd", "-n", "demo", "-o", "jsonpath={.items[*].spec.size}")
+    assert out == "3"
+    # a changed manifest is configured, and only the changed objects say so
+    yield cluster.kubectl("apply", "-f", cluster.file("m2.yaml", MANIFEST.replace("size: 3", "size: 4")))
+    _, out, _ = yield cluster.kubectl(
+        "apply",
+        "-f",
+        cluster.file("m3.yaml", MANIFEST.replace("size: 3", "size: 4").replace("mode: fast", "mode: slow")),
+    )
+    assert "configmap/app-config configured" in out.splitlines()
+    assert "widget.example.com/w1 unchanged" in out.splitlines()
+    _, out, _ = yield cluster.kubectl("get", "widget", "w1", "-n", "demo", "-o", "jsonpath={.spec.size}")
+    assert out == "4"
+
+
+@pytest_twisted.inlineCallbacks
+def test_server_side_apply(cluster):
+    cm = """
+    apiVersion: v1
+    kind: ConfigMap
+    metadata:
+      name: ssa
+      namespace: default
+    data:
+      a: "1"
+      b: "2"
+    """
+    _, out, _ = yield cluster.kubectl("apply", "--server-side", "-f", cluster.file("ssa.yaml", cm))
+    assert out.strip() == "configmap/ssa serverside-applied"
+    changed = cluster.file("ssa2.yaml", cm.replace('  b: "2"\n', ""))
+    _, out, _ = yield cluster.kubectl("apply", "--server-side", "-f", changed)
+    assert out.strip() == "configmap/ssa serverside-applied"
+    _, out, _ = yield cluster.kubectl("get", "cm", "ssa", "-o", "jsonpath={.data}")
+    assert out == '{"a":"1"}'
+    _, out, _ = yield cluster.kubectl(
+        "get", "cm", "ssa", "--show-managed-fields", "-o", "jsonpath={.metadata.managedFields[*].manager}"
+    )
+    assert out == "kubectl"
+    other = cluster.file("ssa3.yaml", cm.replace('a: "1"', 'a: "9"'))
+    code, _, err = yield cluster.kubectl(
+        "apply", "--server-side", "--field-manager=other", "-f", other, ok=False
+    )
+    assert code == 1
+    assert 'conflict with "kubectl"' in err and ".data.a" in err
+    _, out, _ = yield cluster.kubectl(
+        "apply", "--server-side", "--field-manager=other", "--force-conflicts", "-f", other
+    )
+    assert out.strip() == "configmap/ssa serverside-applied"
+    _, out, _ = yield cluster.kubectl("get", "cm", "ssa", "-o", "jsonpath={.data.a}")
+    assert out == "9"
+
+
+DEPLOYMENT = """
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  namespace: default
+spec:
+  replicas: 2
+  selector:
+    matchLabels:
+      app: web
+  template:
+    metadata:
+      labels:
+        app: web
+    spec:
+      containers:
+      - name: nginx
+        image: nginx:1.27
+"""
+
+
+@pytest_twisted.inlineCallbacks
+def test_label_annotate_patch_scale(cluster):
+    _, out, _ = yield cluster.kubectl("create", "-f", cluster.file("dep.yaml", DEPLOYMENT))
+    assert out.strip() == "deployment.apps/web created"
+    _, out, _ = yield cluster.kubectl("label", "deployment", "web", "tier=front")
+    assert out.strip() == "deployment.apps/web labeled"
+    _, out, _ = yield cluster.kubectl("annotate", "deployment", "web", "owner=team-a")
+    assert out.strip() == "deployment.apps/web annotated"
+    _, out, _ = yield cluster.kubectl(
+        "get", "deploy", "-l", "tier=front", "-o", "jsonpath={.items[*].metadata.annotations.owner}"
+    )
+    assert out == "team-a"
+
+    sidecar = '{"spec":{"template":{"spec":{"containers":[{"name":"sidecar","image":"busybox:1.36"}]}}}}'
+    _, out, _ = yield cluster.kubectl("patch", "deployment", "web", "-p", sidecar)
+    assert out.strip() == "deployment.apps/web patched"
+    _, out, _ = yield cluster.kubectl(
+        "get", "deployment", "web", "-o", "jsonpath={.spec.template.spec.containers[*].name}"
+    )
+    assert sorted(out.split()) == ["nginx", "sidecar"], "strategic merge keeps the container it does not name"
+
+    _, out, _ = yield cluster.kubectl(
+        "patch", "deployment", "web", "--type", "merge", "-p", '{"spec":{"replicas":3}}'
+    )
+    assert out.strip() == "deployment.apps/web patched"
+    json_patch = '[{"op":"replace","path":"/spec/template/spec/containers/0/image","value":"nginx:1.28"}]'
+    _, out, _ = yield cluster.kubectl("patch", "deployment", "web", "--type", "json", "-p", json_patch)
+    assert out.strip() == "deployment.apps/web patched"
+    _, out, _ = yield cluster.kubectl(
+        "patch", "deployment", "web", "--type", "merge", "-p", '{"spec":{"replicas":3}}'
+    )
+    assert out.strip() == "deployment.apps/web patched (no change)"
+    _, out, _ = yield cluster.kubectl(
+        "get",
+        "deployment",
+        "web",
+        "-o",
+        "jsonpath={.spec.replicas} {.spec.template.spec.containers[0].image}",
+    )
+    assert out == "3 nginx:1.28"
+    code, _, err = yield cluster.kubectl(
+        "patch", "deployment", "web", "--type", "json", "-p", '[{"op":"remove","path":"/nope"}]', ok=False
+    )
+    assert code == 1 and "The request is invalid: the json patch could not be applied" in err
+
+    _, out, _ = yield cluster.kubectl("scale", "deployment", "web", "--replicas=5")
+    assert out.strip() == "deployment.apps/web scaled"
+    _, out, _ = yield cluster.kubectl(
+        "get", "deployment", "web", "-o", "jsonpath={.spec.replicas}/{.status.readyReplicas}"
+    )
+    assert out == "5/5"
+    code, _, err = yield cluster.kubectl(
+        "scale", "deployment", "web", "--replicas=1", "--resource-version=1", ok=False
+    )
+    assert code == 1 and "Expected resource version to be 1" in err  # kubectl's own precondition check
+
+
+EDITOR = """
+import sys
+path = sys.argv[1]
+text = open(path).read()
+open(path, "w").write(text.replace("colour: blue", "colour: green"))
+"""
+
+
+@pytest_twisted.inlineCallbacks
+def test_edit_through_kube_editor(cluster):
+    cm = """
+    apiVersion: v1
+    kind: ConfigMap
+    metadata:
+      name: paint
+      namespace: default
+    data:
+      colour: blue
+      size: large
+    """
+    yield cluster.kubectl("create", "-f", cluster.file("paint.yaml", cm))
+    editor = cluster.file("editor.py", EDITOR)
+    _, out, _ = yield cluster.kubectl(
+        "edit", "configmap", "paint", env={"KUBE_EDITOR": f"{sys.executable} {editor}"}
+    )
+    assert out.strip() == "configmap/paint edited"
+    _, out, _ = yield cluster.kubectl(
+        "get", "configmap", "paint", "-o", "jsonpath={.data.colour} {.data.size}"
+    )
+    assert out == "green large"
+
+
+@pytest_twisted.inlineCallbacks
+def test_finalizers_and_namespace_cascade(cluster):
+    objects = """
+    apiVersion: v1
+    kind: Namespace
+    metadata:
+      name: team
+    ---
+    apiVersion: v1
+    kind: ConfigMap
+    metadata:
+      name: held
+      namespace: team
+      finalizers:
+      - example.com/hold
+    ---
+    apiVersion: v1
+    kind: ConfigMap
+    metadata:
+      name: plain
+      namespace: team
+    ---
+    apiVersion: v1
+    kind: Secret
+    metadata:
+      name: creds
+      namespace: team
+    stringData:
+      password: hunter2
+    """
+    yield cluster.kubectl("create", "-f", cluster.file("team.yaml", objects))
+    _, out, _ = yield cluster.kubectl("delete", "configmap", "held", "-n", "team", "--wait=false")
+    assert out.strip() == 'configmap "held" deleted'
+    _, out, _ = yield cluster.kubectl(
+        "get", "configmap", "held", "-n", "team", "-o", "jsonpath={.metadata.deletionTimestamp}"
+    )
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", out), "stays, marked for deletion"
+
+    _, out, _ = yield cluster.kubectl("delete", "namespace", "team", "--wait=false")
+    assert out.strip() == 'namespace "team" deleted'
+    _, out, _ = yield cluster.kubectl("get", "configmaps,secrets", "-n", "team", "-o", "name")
+    assert out.split() == ["configmap/held"], "the contents went, except what a finalizer holds"
+    _, out, _ = yield cluster.kubectl("get", "namespace", "team", "-o", "jsonpath={.status.phase}")
+    assert out == "Terminating"
+    code, _, err = yield cluster.create(_cm("late", "team"), ok=False)
+    assert code == 1 and "because it is being terminated" in err
+
+    _, out, _ = yield cluster.kubectl(
+        "patch",
+        "configmap",
+        "held",
+        "-n",
+        "team",
+        "--type",
+        "merge",
+        "-p",
+        '{"metadata":{"finalizers":null}}',
+    )
+    assert out.strip() == "configmap/held patched"
+    # kubectl get names the missing namespace first when the object's namespace is gone too
+    code, _, err = yield cluster.kubectl("get", "configmap", "held", "-n", "team", ok=False)
+    assert code == 1 and 'namespaces "team" not found' in err
+    _, out, err = yield cluster.kubectl("get", "configmaps", "-n", "team")
+    assert out == "" and "No resources found in team namespace." in err
+    code, _, err = yield cluster.kubectl("get", "namespace", "team", ok=False)
+    assert code == 1 and 'namespaces "team" not found' in err
+
+    # Without a finalizer kubectl waits for the deletion, which is immediate.
+    yield cluster.create(_ns("brief"))
+    _, out, _ = yield cluster.kubectl("delete", "namespace", "brief", "--timeout=20s")
+    assert out.strip() == 'namespace "brief" deleted'
+
+
+@pytest_twisted.inlineCallbacks
+def test_create_dry_run_server_creates_nothing(cluster):
+    cm = """
+    apiVersion: v1
+    kind: ConfigMap
+    metadata:
+      name: dry
+      namespace: default
+    data:
+      k: v
+    """
+    path = cluster.file("dry.yaml", cm)
+    _, out, _ = yield cluster.kubectl(
+        "create", "-f", path, "--dry-run=server", "-o", "jsonpath={.metadata.name}/{.data.k}"
+    )
+    assert out == "dry/v"
+    _, out, _ = yield cluster.kubectl("create", "-f", path, "--dry-run=server")
+    assert out.strip() == "configmap/dry created (server dry run)"
+    code, _, err = yield cluster.kubectl("get", "configmap", "dry", ok=False)
+    assert code == 1 and 'configmaps "dry" not found' in err
+    code, _, err = yield cluster.kubectl(
+        "create", "-f", cluster.file("bad.yaml", cm.replace("name: dry", "name: Not_OK")), ok=False
+    )
+    assert code == 1 and "Invalid value" in err
+
+
+@pytest_twisted.inlineCallbacks
+def test_watch_only_sees_each_change(cluster):
+    yield cluster.create(_ns("watched"))
+    watcher = cluster.watch(
+        "get", "configmaps", "-n", "watched", "-w", "--watch-only", "--output-watch-events"
+    )
+    # The watch is up once it reports a probe object (bounded: 40 probes, 0.5 s apart).
+    for i in range(40):
+        yield cluster.create(_cm(f"probe-{i}", "watched"))
+        yield task.deferLater(cluster.reactor, 0.5, lambda: None)
+        if b"probe-" in watcher.out:
+            break
+    assert b"probe-" in watcher.out, watcher.err.decode()
+    yield cluster.create(_cm("seen", "watched", a="1"))
+    yield cluster.kubectl("label", "configmap", "seen", "-n", "watched", "x=y")
+    yield cluster.kubectl("patch", "configmap", "seen", "-n", "watched", "-p", '{"data":{"a":"2"}}')
+    yield cluster.kubectl("delete", "configmap", "seen", "-n", "watched")
+    for _ in range(100):
+        if re.search(rb"DELETED\s+seen", watcher.out):
+            break
+        yield task.deferLater(cluster.reactor, 0.1, lambda: None)
+    lines = [line.split()[:2] for line in watcher.out.decode().splitlines() if " seen " in f" {line} "]
+    assert lines == [["ADDED", "seen"], ["MODIFIED", "seen"], ["MODIFIED", "seen"], ["DELETED", "seen"]]
