@@ -665,6 +665,14 @@ def _owner(obj: Mapping[str, Any], controller: bool = True) -> dict[str, Any]:
     return ref
 
 
+_EMPTY: dict[str, Any] = {}
+
+
+def _image_id(image: str) -> str:
+    """A plausible `imageID` (repository@sha256:digest) for an image reference."""
+    return image.rsplit(":", 1)[0] + "@sha256:" + _hex(image, 64)
+
+
 def _qos(containers: tuple[Container, ...]) -> str:
     if all(not c.requests.as_list() and not c.limits.as_list() for c in containers):
         return "BestEffort"
@@ -745,7 +753,7 @@ class SeedBuilder:
         meta["uid"] = str(uuid.uuid5(_UID_NAMESPACE, f"{scope}/{kind}/{namespace or ''}/{name}"))
         meta["creationTimestamp"] = self._stamp
         if labels:
-            meta["labels"] = dict(labels)
+            meta["labels"] = labels if isinstance(labels, dict) else dict(labels)  # immutable: shared
         if annotations:
             meta["annotations"] = dict(annotations)
         if owners:
@@ -1333,6 +1341,7 @@ class _ClusterBuild:
         self.pod_count = [0] * knobs.nodes
         self.pods_by_namespace: dict[str, list[dict[str, Any]]] = {}
         self.out: list[dict[str, Any]] = []
+        self.local: dict[tuple[Any, ...], Any] = {}
 
     def meta(self, kind: str, name: str, namespace: str | None = None, **kwargs: Any) -> dict[str, Any]:
         return self.b._meta(kind, name, namespace, scope=self.name, **kwargs)
@@ -1371,7 +1380,12 @@ class _ClusterBuild:
     # -- pods --------------------------------------------------------------------------------------
 
     def pod(
-        self, replica_set: dict[str, Any], containers: tuple[Container, ...], node: int, ordinal: int
+        self,
+        replica_set: dict[str, Any],
+        containers: tuple[Container, ...],
+        node: int,
+        ordinal: int,
+        shared: bool = True,
     ) -> None:
         rs_meta = replica_set["metadata"]
         namespace, rs_name = rs_meta["namespace"], rs_meta["name"]
@@ -1381,20 +1395,29 @@ class _ClusterBuild:
         self.next_pod_ip[node] += 1
         template = replica_set["spec"]["template"]
         stamp = self.b._stamp
+        running = self.b._shared(("running",), lambda: {"running": {"startedAt": stamp}})
         statuses = [
             {
                 "containerID": "containerd://" + _hex(f"{self.name}/{pod_name}/{c.name}", 64),
                 "image": c.image,
-                "imageID": c.image.split(":")[0] + "@sha256:" + _hex(c.image, 64),
-                "lastState": {},
+                "imageID": self.b._shared(("image-id", c.image), lambda c=c: _image_id(c.image)),
+                "lastState": _EMPTY,
                 "name": c.name,
                 "ready": True,
                 "restartCount": 0,
                 "started": True,
-                "state": {"running": {"startedAt": stamp}},
+                "state": running,
             }
             for c in containers
         ]
+        # Parts every Pod of this ReplicaSet has in common, shared (across clusters too when the
+        # ReplicaSet itself is shared; a per-cluster one is cached only for this cluster).
+        parts_key = ("pod-parts", replica_set["metadata"]["uid"])
+        cache = self.b._cache if shared else self.local
+        parts = cache.get(parts_key)
+        if parts is None:
+            parts = cache[parts_key] = ([_owner(replica_set)], f"{rs_name}-", _qos(containers))
+        owners, generate_name, qos = parts
         pod = {
             "apiVersion": "v1",
             "kind": "Pod",
@@ -1403,8 +1426,8 @@ class _ClusterBuild:
                 pod_name,
                 namespace,
                 labels=template["metadata"]["labels"],
-                owners=[_owner(replica_set)],
-                generate_name=f"{rs_name}-",
+                owners=owners,
+                generate_name=generate_name,
             ),
             "spec": {**template["spec"], "nodeName": node_name},
             "status": {
@@ -1414,7 +1437,7 @@ class _ClusterBuild:
                 "hostIPs": [{"ip": self.node_ips[node]}],
                 "podIP": pod_ip,
                 "podIPs": [{"ip": pod_ip}],
-                "qosClass": _qos(containers),
+                "qosClass": qos,
                 "startTime": stamp,
                 "containerStatuses": statuses,
             },
@@ -1503,7 +1526,7 @@ class _ClusterBuild:
         )
         self.out += [deployment, replica_set]
         agent = Container("cluster-register", rancher.agent_image)
-        self.pod(replica_set, (agent,), 1 % len(self.nodes), 0)
+        self.pod(replica_set, (agent,), 1 % len(self.nodes), 0, shared=False)
 
     # -- service endpoints -------------------------------------------------------------------------
 
@@ -1725,6 +1748,9 @@ class _ClusterBuild:
 
     def events(self, node: dict[str, Any]) -> list[dict[str, Any]]:
         name = node["metadata"]["name"]
+        involved = {"kind": "Node", "name": name, "uid": node["metadata"]["uid"]}
+        kubelet = {"component": "kubelet", "host": name}
+        controller = self.b._shared(("node-controller",), lambda: {"component": "node-controller"})
         out = []
         for reason, message, component in (
             ("Starting", "Starting kubelet.", "kubelet"),
@@ -1732,15 +1758,13 @@ class _ClusterBuild:
             ("RegisteredNode", f"Node {name} event: Registered Node {name} in Controller", "node-controller"),
         ):
             event_name = f"{name}.{_hex(f'{self.name}/{name}/{reason}', 16)}"
-            source = (
-                {"component": component, "host": name} if component == "kubelet" else {"component": component}
-            )
+            source = kubelet if component == "kubelet" else controller
             out.append(
                 {
                     "apiVersion": "v1",
                     "kind": "Event",
                     "metadata": self.meta("Event", event_name, "default"),
-                    "involvedObject": {"kind": "Node", "name": name, "uid": node["metadata"]["uid"]},
+                    "involvedObject": involved,
                     "reason": reason,
                     "message": message,
                     "source": source,
