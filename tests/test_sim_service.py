@@ -160,6 +160,24 @@ async def test_listen_failure_is_reported(reactor):
         await first.stop()
 
 
+@pytest_twisted.ensureDeferred
+async def test_token_ttl_rotates_registration_tokens(reactor):
+    from twisted.internet.task import deferLater
+
+    sim = await start_ranchersim(reactor, token_ttl=0.2, grace_period=0.1)
+    try:
+        cluster = sim.store.create_cluster("ttl")
+        first = sim.store.tokens(cluster.id)[0].token
+        for _ in range(200):
+            if sim.store.tokens(cluster.id)[0].token != first:
+                break
+            await deferLater(reactor, 0.01, lambda: None)
+        assert sim.store.tokens(cluster.id)[0].token != first
+    finally:
+        await sim.stop()
+    assert not sim._ttl_loop.running
+
+
 # -- twistd -n ranchersim -----------------------------------------------------------------------------
 
 BOOTSTRAP = """
@@ -246,9 +264,22 @@ def test_tap_options():
     from scaleagent.sim.tap import Options
 
     options = Options()
-    options.parseOptions(["--listen", "tcp:0", "--hostname", "rancher.test, 10.0.0.5", "--token-grace", "5"])
+    options.parseOptions(
+        [
+            "--listen",
+            "tcp:0",
+            "--hostname",
+            "rancher.test, 10.0.0.5",
+            "--token-grace",
+            "5",
+            "--token-ttl",
+            "60",
+        ]
+    )
     assert options["hostnames"] == ("rancher.test", "10.0.0.5")
-    assert options["token-grace"] == 5.0
+    assert options["token-grace"] == 5.0 and options["token-ttl"] == 60.0
+    with pytest.raises(UsageError, match="--token-ttl"):
+        Options().parseOptions(["--token-ttl", "0"])
     with pytest.raises(UsageError, match="--token-grace"):
         Options().parseOptions(["--token-grace", "soon"])
     with pytest.raises(UsageError, match="--server-url"):

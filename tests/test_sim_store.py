@@ -166,3 +166,20 @@ def test_a_failing_listener_or_readiness_does_not_break_the_store():
     store.tunnel_opened(cluster, st.MAIN)
     store.tunnel_opened(cluster, st.STEVE)
     assert cluster.state == st.PENDING
+
+
+def test_ttl_rotation_rotates_only_old_tokens():
+    store, clock, _ = make(grace=10.0)
+    a = store.create_cluster("a")
+    clock.advance(50)
+    b = store.create_cluster("b")
+    first_a, first_b = store.tokens(a.id)[0].token, store.tokens(b.id)[0].token
+    assert store.rotate_expired(60) == 0
+    clock.advance(10)
+    assert store.rotate_expired(60) == 1
+    assert store.tokens(a.id)[0].token != first_a
+    assert store.tokens(b.id)[0].token == first_b
+    assert store.cluster_for_token(first_a) is a  # in grace
+    clock.advance(60)
+    assert store.rotate_expired(60) == 2  # a's new token and b's first one are both due now
+    assert store.cluster_for_token(first_a) is None

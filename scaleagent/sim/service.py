@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from twisted.application.service import Service
-from twisted.internet import defer
+from twisted.internet import defer, task
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort
 from twisted.protocols.tls import TLSMemoryBIOFactory
@@ -94,6 +94,7 @@ class RancherSim(Service):
         token_file: str | Path | None = None,
         url_file: str | Path | None = None,
         tls_dir: str | Path | None = None,
+        token_ttl: float | None = None,
     ) -> None:
         self.reactor = reactor
         self._rng = rng if rng is not None else random.SystemRandom()
@@ -113,6 +114,8 @@ class RancherSim(Service):
         self._listening: defer.Deferred[None] | None = None
         self._listen_result: str | Failure | None = None
         self._waiters: list[defer.Deferred[str]] = []
+        self.token_ttl = token_ttl
+        self._ttl_loop: task.LoopingCall | None = None
         # Called with a deleted cluster before its sessions close; may return a Deferred.
         self.on_delete: Callable[[Cluster], Any] | None = None
         # twistd sets this: a stand-in that cannot listen should end, not idle.
@@ -222,6 +225,19 @@ class RancherSim(Service):
         super().startService()
         self._listening = defer.ensureDeferred(self.listen())
         self._listening.addBoth(self._listen_done)
+        if self.token_ttl:
+            # Rancher's CRT TTL rotation: each token gets a new value once it is older than the TTL.
+            self._ttl_loop = task.LoopingCall(self._rotate_expired)
+            self._ttl_loop.clock = self.reactor
+            self._ttl_loop.start(min(self.token_ttl / 4, 60.0), now=False)
+
+    def _rotate_expired(self) -> None:
+        assert self.token_ttl is not None
+        rotated = self.store.rotate_expired(self.token_ttl)
+        if rotated:
+            log.info(
+                "ranchersim: {n} registration tokens rotated (TTL {ttl}s)", n=rotated, ttl=self.token_ttl
+            )
 
     def _listen_done(self, result: Any) -> None:
         if isinstance(result, Failure) and not result.check(defer.CancelledError):
@@ -255,6 +271,8 @@ class RancherSim(Service):
         return defer.ensureDeferred(self._stop())
 
     async def _stop(self) -> None:
+        if self._ttl_loop is not None and self._ttl_loop.running:
+            self._ttl_loop.stop()
         if self._listening is not None and not self._listening.called:
             self._listening.cancel()
         self.tunnels.close_all()

@@ -130,6 +130,7 @@ class RegistrationToken:
     token: str
     previous_token: str = ""
     previous_expires: float = 0.0
+    issued: float = 0.0  # when `token` got its value (creation or last rotation)
 
     @property
     def id(self) -> str:
@@ -278,12 +279,14 @@ class SimStore:
                 name = "crt-" + random_string(ID_SUFFIX_LENGTH, self._rng)
         elif name in existing:
             raise NotUnique(name)
+        now = self.now()
         crt = RegistrationToken(
             name=name,
             cluster_id=cluster_id,
             uuid=self._new_uuid(),
-            created=self.now(),
+            created=now,
             token=self._new_token(),
+            issued=now,
         )
         self._tokens[cluster_id].append(crt)
         self._by_token[crt.token] = crt
@@ -311,11 +314,20 @@ class SimStore:
         crt.previous_token = crt.token
         crt.previous_expires = self.now() + self.grace_period
         crt.token = self._new_token()
+        crt.issued = self.now()
         self._by_token[crt.token] = crt
         self._by_previous[crt.previous_token] = crt
         log.info("stand-in: registration token {crt} rotated", crt=crt.id)
         self._emit(TOKEN_ROTATED, self.get_cluster(cluster_id))
         return crt
+
+    def rotate_expired(self, ttl: float) -> int:
+        """Rotate every token older than `ttl` seconds, as Rancher's CRT TTL rotation does; how many."""
+        now = self.now()
+        due = [crt for crt in self.tokens() if now - crt.issued >= ttl]
+        for crt in due:
+            self.rotate_token(crt.cluster_id, crt.name)
+        return len(due)
 
     def lookup_token(self, token: str) -> RegistrationToken | None:
         """The CRT a registration token belongs to: its current value, or its previous one in grace."""

@@ -42,6 +42,9 @@ class Options(usage.Options):
         ["tls-dir", None, None, "Keep the CA here, so it survives restarts; default: a new CA each start."],
         ["token-grace", None, str(DEFAULT_GRACE_PERIOD), "Seconds a rotated registration token stays valid."],
     ]
+    optParameters.append(
+        ["token-ttl", None, None, "Rotate every registration token this many seconds after it was issued."]
+    )
     optFlags = [["no-tls", None, "Serve plain HTTP (debugging only; agents expect https)."]]
 
     def postOptions(self) -> None:  # noqa: N802 (Twisted's name)
@@ -51,6 +54,13 @@ class Options(usage.Options):
             raise usage.UsageError(f"--token-grace {self['token-grace']!r}: expected seconds") from None
         if self["token-grace"] < 0:
             raise usage.UsageError("--token-grace: expected seconds >= 0")
+        if self["token-ttl"] is not None:
+            try:
+                self["token-ttl"] = float(self["token-ttl"])
+            except ValueError:
+                raise usage.UsageError(f"--token-ttl {self['token-ttl']!r}: expected seconds") from None
+            if not self["token-ttl"] > 0:
+                raise usage.UsageError("--token-ttl: expected seconds > 0")
         url = self["server-url"]
         if url is not None and not (url.startswith("https://") or url.startswith("http://")):
             raise usage.UsageError(f"--server-url {url!r}: expected https://host[:port]")
@@ -76,6 +86,7 @@ def build(options: Options, reactor: Any) -> RancherSim:
         token_file=options["token-file"] or None,
         url_file=options["url-file"],
         tls_dir=options["tls-dir"],
+        token_ttl=options["token-ttl"],
     )
 
 
