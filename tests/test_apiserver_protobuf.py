@@ -32,7 +32,7 @@ def _drop_null_timestamps(value):
 
 
 def test_fixtures_present():
-    assert len(CAPTURED) >= 18
+    assert len(CAPTURED) >= 23
 
 
 @pytest.mark.parametrize("path", CAPTURED, ids=lambda p: p.stem)
@@ -68,11 +68,12 @@ def test_tokenrequest_and_reviews_decode_to_json_shape():
         "apiVersion": "authentication.k8s.io/v1",
         "metadata": {},
         "spec": {"audiences": ["aud1"], "expirationSeconds": 600},
-        "status": {},
+        # Go's JSON writes status.token even when empty (no omitempty); zero times are left out.
+        "status": {"token": ""},
     }
-    assert pb.decode(_fixture("ssar-resource"))["spec"] == {
-        "resourceAttributes": {"namespace": "ns1", "verb": "list", "resource": "pods"}
-    }
+    ssar = pb.decode(_fixture("ssar-resource"))
+    assert ssar["spec"] == {"resourceAttributes": {"namespace": "ns1", "verb": "list", "resource": "pods"}}
+    assert ssar["status"] == {"allowed": False}
     assert pb.decode(_fixture("ssar-nonresource"))["spec"] == {
         "nonResourceAttributes": {"path": "/healthz", "verb": "get"}
     }
@@ -424,6 +425,7 @@ def test_rancher_token_secret_and_reviews_round_trip():
             "status": {
                 "resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}],
                 "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}],
+                "incomplete": False,
             },
         },
     ],

@@ -378,6 +378,8 @@ def _map_default(type_: str) -> Any:
         return "0"
     if type_ == "extra":
         return []
+    if type_ in ("time", "microtime"):
+        return None
     return {}
 
 

@@ -9,6 +9,8 @@ One line per field: `<number> <jsonName> <type>`.
   `extra` = authentication ExtraValue, a list of strings), or the name of another message here.
 - no suffix: a Go value field (not a pointer): Go's marshaller always writes it, even when empty, so
   the decoder drops an empty value and the encoder writes one back.
+- `!`: a value field whose JSON tag has no `omitempty`: Go's JSON writes it even when zero, so the
+  decoder keeps a zero string, number or boolean too (e.g. SubjectAccessReviewStatus.allowed).
 - `?`: a Go pointer field: written only when set, and a zero value is kept.
 - `*`: repeated.  `map<T>`: a `map[string]T`, written as entries {1 key, 2 value} sorted by key.
 - json name `-`: an embedded Go struct whose fields appear inline in JSON (e.g. LocalObjectReference in
@@ -69,17 +71,17 @@ _SPEC = {
         2 matchExpressions LabelSelectorRequirement*
     """,
     "LabelSelectorRequirement": """
-        1 key string
-        2 operator string
+        1 key string!
+        2 operator string!
         3 values string*
     """,
     "Condition": """
-        1 type string
-        2 status string
+        1 type string!
+        2 status string!
         3 observedGeneration int64
         4 lastTransitionTime time
-        5 reason string
-        6 message string
+        5 reason string!
+        6 message string!
     """,
     "DeleteOptions": """
         1 gracePeriodSeconds int64?
@@ -107,8 +109,8 @@ _SPEC = {
         2 conditions NamespaceCondition*
     """,
     "NamespaceCondition": """
-        1 type string
-        2 status string
+        1 type string!
+        2 status string!
         4 lastTransitionTime time
         5 reason string
         6 message string
@@ -174,7 +176,7 @@ _SPEC = {
     "ServicePort": """
         1 name string
         2 protocol string
-        3 port int32
+        3 port int32!
         4 targetPort intstr
         5 nodePort int32
         6 appProtocol string?
@@ -311,7 +313,7 @@ _SPEC = {
         40 resources ResourceRequirements?
     """,
     "Container": """
-        1 name string
+        1 name string!
         2 image string
         3 command string*
         4 args string*
@@ -347,12 +349,12 @@ _SPEC = {
     "ContainerPort": """
         1 name string
         2 hostPort int32
-        3 containerPort int32
+        3 containerPort int32!
         4 protocol string
         5 hostIP string
     """,
     "EnvVar": """
-        1 name string
+        1 name string!
         2 value string
         3 valueFrom EnvVarSource?
     """,
@@ -404,9 +406,9 @@ _SPEC = {
         2 request string
     """,
     "VolumeMount": """
-        1 name string
+        1 name string!
         2 readOnly bool
-        3 mountPath string
+        3 mountPath string!
         4 subPath string
         5 mountPropagation string?
         6 subPathExpr string
@@ -567,8 +569,8 @@ _SPEC = {
         2 matchFields NodeSelectorRequirement*
     """,
     "NodeSelectorRequirement": """
-        1 key string
-        2 operator string
+        1 key string!
+        2 operator string!
         3 values string*
     """,
     "PreferredSchedulingTerm": """
@@ -603,7 +605,7 @@ _SPEC = {
         8 matchLabelKeys string*
     """,
     "Volume": """
-        1 name string
+        1 name string!
         2 - VolumeSource
     """,
     "VolumeSource": """
@@ -633,8 +635,8 @@ _SPEC = {
         4 optional bool?
     """,
     "KeyToPath": """
-        1 key string
-        2 path string
+        1 key string!
+        2 path string!
         3 mode int32?
     """,
     "NFSVolumeSource": """
@@ -736,8 +738,8 @@ _SPEC = {
         8 collisionCount int32?
     """,
     "DeploymentCondition": """
-        1 type string
-        2 status string
+        1 type string!
+        2 status string!
         4 reason string
         5 message string
         6 lastUpdateTime time
@@ -779,8 +781,8 @@ _SPEC = {
         11 terminating int32?
     """,
     "JobCondition": """
-        1 type string
-        2 status string
+        1 type string!
+        2 status string!
         3 lastProbeTime time
         4 lastTransitionTime time
         5 reason string
@@ -789,6 +791,124 @@ _SPEC = {
     "UncountedTerminatedPods": """
         1 succeeded string*
         2 failed string*
+    """,
+    # --- k8s.io/api/batch/v1 CronJob ---
+    "CronJob": """
+        1 metadata ObjectMeta
+        2 spec CronJobSpec
+        3 status CronJobStatus
+    """,
+    "CronJobSpec": """
+        1 schedule string
+        2 startingDeadlineSeconds int64?
+        3 concurrencyPolicy string
+        4 suspend bool?
+        5 jobTemplate JobTemplateSpec
+        6 successfulJobsHistoryLimit int32?
+        7 failedJobsHistoryLimit int32?
+        8 timeZone string?
+    """,
+    "JobTemplateSpec": """
+        1 metadata ObjectMeta
+        2 spec JobSpec
+    """,
+    "CronJobStatus": """
+        1 active ObjectReference*
+        4 lastScheduleTime time?
+        5 lastSuccessfulTime time?
+    """,
+    # --- k8s.io/api/policy/v1 ---
+    "PodDisruptionBudget": """
+        1 metadata ObjectMeta
+        2 spec PodDisruptionBudgetSpec
+        3 status PodDisruptionBudgetStatus
+    """,
+    "PodDisruptionBudgetSpec": """
+        1 minAvailable intstr?
+        2 selector LabelSelector?
+        3 maxUnavailable intstr?
+        4 unhealthyPodEvictionPolicy string?
+    """,
+    "PodDisruptionBudgetStatus": """
+        1 observedGeneration int64
+        2 disruptedPods map<time>
+        3 disruptionsAllowed int32!
+        4 currentHealthy int32!
+        5 desiredHealthy int32!
+        6 expectedPods int32!
+        7 conditions Condition*
+    """,
+    # --- k8s.io/api/scheduling/v1 ---
+    "PriorityClass": """
+        1 metadata ObjectMeta
+        2 value int32!
+        3 globalDefault bool
+        4 description string
+        5 preemptionPolicy string?
+    """,
+    # --- k8s.io/api/networking/v1 ---
+    "Ingress": """
+        1 metadata ObjectMeta
+        2 spec IngressSpec
+        3 status IngressStatus
+    """,
+    "IngressSpec": """
+        1 defaultBackend IngressBackend?
+        2 tls IngressTLS*
+        3 rules IngressRule*
+        4 ingressClassName string?
+    """,
+    "IngressBackend": """
+        3 resource TypedLocalObjectReference?
+        4 service IngressServiceBackend?
+    """,
+    "TypedLocalObjectReference": """
+        1 apiGroup string?
+        2 kind string!
+        3 name string!
+    """,
+    "IngressServiceBackend": """
+        1 name string!
+        2 port ServiceBackendPort
+    """,
+    "ServiceBackendPort": """
+        1 name string
+        2 number int32
+    """,
+    "IngressTLS": """
+        1 hosts string*
+        2 secretName string
+    """,
+    "IngressRule": """
+        1 host string
+        2 - IngressRuleValue
+    """,
+    "IngressRuleValue": """
+        1 http HTTPIngressRuleValue?
+    """,
+    "HTTPIngressRuleValue": """
+        1 paths HTTPIngressPath*
+    """,
+    "HTTPIngressPath": """
+        1 path string
+        2 backend IngressBackend
+        3 pathType string?
+    """,
+    "IngressStatus": """
+        1 loadBalancer IngressLoadBalancerStatus
+    """,
+    "IngressLoadBalancerStatus": """
+        1 ingress IngressLoadBalancerIngress*
+    """,
+    "IngressLoadBalancerIngress": """
+        1 ip string
+        2 hostname string
+        4 ports IngressPortStatus*
+    """,
+    "IngressPortStatus": """
+        1 port int32!
+        2 protocol string!
+        3 error string?
     """,
     # --- k8s.io/api/rbac/v1 ---
     "Role": """
@@ -817,15 +937,15 @@ _SPEC = {
         3 roleRef RoleRef
     """,
     "Subject": """
-        1 kind string
+        1 kind string!
         2 apiGroup string
-        3 name string
+        3 name string!
         4 namespace string
     """,
     "RoleRef": """
-        1 apiGroup string
-        2 kind string
-        3 name string
+        1 apiGroup string!
+        2 kind string!
+        3 name string!
     """,
     # --- k8s.io/api/coordination/v1 ---
     "Lease": """
@@ -877,7 +997,7 @@ _SPEC = {
         4 uid string
     """,
     "TokenRequestStatus": """
-        1 token string
+        1 token string!
         2 expirationTimestamp time
     """,
     "TokenReview": """
@@ -960,7 +1080,7 @@ _SPEC = {
         2 verb string
     """,
     "SubjectAccessReviewStatus": """
-        1 allowed bool
+        1 allowed bool!
         2 reason string
         3 evaluationError string
         4 denied bool
@@ -976,7 +1096,7 @@ _SPEC = {
     "SubjectRulesReviewStatus": """
         1 resourceRules ResourceRule*
         2 nonResourceRules NonResourceRule*
-        3 incomplete bool
+        3 incomplete bool!
         4 evaluationError string
     """,
     "ResourceRule": """
@@ -1003,6 +1123,10 @@ KINDS: dict[tuple[str, str], str] = {
     ("v1", "Event"): "Event",
     ("apps/v1", "Deployment"): "Deployment",
     ("batch/v1", "Job"): "Job",
+    ("batch/v1", "CronJob"): "CronJob",
+    ("policy/v1", "PodDisruptionBudget"): "PodDisruptionBudget",
+    ("scheduling.k8s.io/v1", "PriorityClass"): "PriorityClass",
+    ("networking.k8s.io/v1", "Ingress"): "Ingress",
     ("rbac.authorization.k8s.io/v1", "Role"): "Role",
     ("rbac.authorization.k8s.io/v1", "RoleBinding"): "RoleBinding",
     ("rbac.authorization.k8s.io/v1", "ClusterRole"): "ClusterRole",
@@ -1025,7 +1149,7 @@ class Field(NamedTuple):
     number: int
     name: str  # JSON name; "-" for an inline (embedded) message
     type: str  # scalar, special or message name
-    mode: str  # "" value, "?" pointer, "*" repeated, "map"
+    mode: str  # "" value, "!" value always in JSON, "?" pointer, "*" repeated, "map"
 
 
 def _parse(spec: dict[str, str]) -> dict[str, tuple[Field, ...]]:
@@ -1037,7 +1161,7 @@ def _parse(spec: dict[str, str]) -> dict[str, tuple[Field, ...]]:
             mode = ""
             if type_.startswith("map<") and type_.endswith(">"):
                 type_, mode = type_[4:-1], "map"
-            elif type_[-1] in "?*":
+            elif type_[-1] in "?*!":
                 type_, mode = type_[:-1], type_[-1]
             fields.append(Field(int(number), name, type_, mode))
         fields.sort(key=lambda f: f.number)
