@@ -178,6 +178,32 @@ async def test_token_ttl_rotates_registration_tokens(reactor):
     assert not sim._ttl_loop.running
 
 
+@pytest_twisted.ensureDeferred
+async def test_summary_line_only_when_counts_change(reactor):
+    from twisted.logger import formatEvent, globalLogPublisher
+
+    lines: list[str] = []
+
+    def observe(event):
+        if event.get("log_namespace") == "scaleagent.sim.service":
+            lines.append(formatEvent(event))
+
+    sim = await start_ranchersim(reactor, summary_interval=0)
+    globalLogPublisher.addObserver(observe)
+    try:
+        sim.store.create_cluster("one")
+        sim.log_summary()
+        sim.log_summary()
+        assert len(lines) == 1
+        assert "1 clusters: 0 active, 1 pending, 0 unavailable" in lines[0]
+        sim.store.create_cluster("two")
+        sim.log_summary()
+        assert len(lines) == 2 and "2 clusters" in lines[1]
+    finally:
+        globalLogPublisher.removeObserver(observe)
+        await sim.stop()
+
+
 # -- twistd -n ranchersim -----------------------------------------------------------------------------
 
 BOOTSTRAP = """

@@ -102,6 +102,9 @@ async def test_both_tunnels_make_a_cluster_active_and_losing_one_unavailable(rea
     steve = await open_tunnel(reactor, sim, "/v3/connect", steve_headers(token))
     await until(reactor, lambda: cluster.state == st.ACTIVE)
     assert [s.name for s in sim.tunnels.sessions(cluster.id, st.STEVE)] == [f"stv-cluster-{cluster.id}"]
+    summary = sim.summary()
+    assert (summary["active"], summary["main_tunnels"], summary["steve_tunnels"]) == (1, 1, 1)
+    assert (summary["tunnels_accepted"], summary["tunnels_refused"]) == (2, 0)
 
     steve.disconnect()
     await until(reactor, lambda: cluster.state == st.UNAVAILABLE)

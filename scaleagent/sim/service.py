@@ -32,6 +32,8 @@ from scaleagent.sim.api import ManagementAPI, Root
 from scaleagent.sim.store import (
     DEFAULT_GRACE_PERIOD,
     ID_SUFFIX_LENGTH,
+    MAIN,
+    STEVE,
     TOKEN_LENGTH,
     Cluster,
     Readiness,
@@ -95,6 +97,7 @@ class RancherSim(Service):
         url_file: str | Path | None = None,
         tls_dir: str | Path | None = None,
         token_ttl: float | None = None,
+        summary_interval: float = 10.0,
     ) -> None:
         self.reactor = reactor
         self._rng = rng if rng is not None else random.SystemRandom()
@@ -116,6 +119,9 @@ class RancherSim(Service):
         self._waiters: list[defer.Deferred[str]] = []
         self.token_ttl = token_ttl
         self._ttl_loop: task.LoopingCall | None = None
+        self.summary_interval = summary_interval
+        self._summary_loop: task.LoopingCall | None = None
+        self._last_summary: tuple[Any, ...] | None = None
         # Called with a deleted cluster before its sessions close; may return a Deferred.
         self.on_delete: Callable[[Cluster], Any] | None = None
         # twistd sets this: a stand-in that cannot listen should end, not idle.
@@ -225,11 +231,43 @@ class RancherSim(Service):
         super().startService()
         self._listening = defer.ensureDeferred(self.listen())
         self._listening.addBoth(self._listen_done)
+        if self.summary_interval > 0:
+            self._summary_loop = task.LoopingCall(self.log_summary)
+            self._summary_loop.clock = self.reactor
+            self._summary_loop.start(self.summary_interval, now=False)
         if self.token_ttl:
             # Rancher's CRT TTL rotation: each token gets a new value once it is older than the TTL.
             self._ttl_loop = task.LoopingCall(self._rotate_expired)
             self._ttl_loop.clock = self.reactor
             self._ttl_loop.start(min(self.token_ttl / 4, 60.0), now=False)
+
+    def summary(self) -> dict[str, Any]:
+        """Counts for logs and status: clusters per state, tunnels, refusals, params changes."""
+        clusters = self.store.clusters()
+        return {
+            "clusters": len(clusters),
+            **self.store.counts(),
+            "main_tunnels": sum(1 for c in clusters if c.connected(MAIN)),
+            "steve_tunnels": sum(1 for c in clusters if c.connected(STEVE)),
+            "tunnels_accepted": self.tunnels.accepted,
+            "tunnels_refused": self.tunnels.refused,
+            "params_changes": self.store.params_changes_total,
+            "api_requests": self.api.requests,
+        }
+
+    def log_summary(self, force: bool = False) -> None:
+        """One line with the counts, when they changed (per-cluster events are debug-level)."""
+        figures = self.summary()
+        key = tuple(value for name, value in figures.items() if name != "api_requests")
+        if not force and key == self._last_summary:
+            return
+        self._last_summary = key
+        log.info(
+            "ranchersim: {clusters} clusters: {active} active, {pending} pending, {unavailable} unavailable; "
+            "tunnels main {main_tunnels} steve {steve_tunnels}; accepted {tunnels_accepted}, refused "
+            "{tunnels_refused}; params changes {params_changes}; API requests {api_requests}",
+            **figures,
+        )
 
     def _rotate_expired(self) -> None:
         assert self.token_ttl is not None
@@ -271,8 +309,11 @@ class RancherSim(Service):
         return defer.ensureDeferred(self._stop())
 
     async def _stop(self) -> None:
-        if self._ttl_loop is not None and self._ttl_loop.running:
-            self._ttl_loop.stop()
+        if self._listen_result is not None and not isinstance(self._listen_result, Failure):
+            self.log_summary(force=True)
+        for loop in (self._ttl_loop, self._summary_loop):
+            if loop is not None and loop.running:
+                loop.stop()
         if self._listening is not None and not self._listening.called:
             self._listening.cancel()
         self.tunnels.close_all()

@@ -227,7 +227,7 @@ class SimStore:
         self._by_name[name.lower()] = cluster_id
         self._tokens[cluster_id] = []
         self.create_token(cluster_id, DEFAULT_TOKEN_NAME)
-        log.info("stand-in: cluster {name} created as {id}", name=name, id=cluster_id)
+        log.debug("stand-in: cluster {name} created as {id}", name=name, id=cluster_id)
         self._emit(CREATED, cluster)
         return cluster
 
@@ -317,7 +317,7 @@ class SimStore:
         crt.issued = self.now()
         self._by_token[crt.token] = crt
         self._by_previous[crt.previous_token] = crt
-        log.info("stand-in: registration token {crt} rotated", crt=crt.id)
+        log.debug("stand-in: registration token {crt} rotated", crt=crt.id)
         self._emit(TOKEN_ROTATED, self.get_cluster(cluster_id))
         return crt
 
@@ -452,7 +452,7 @@ class SimStore:
             state = PENDING
         if state != cluster.state:
             old, cluster.state = cluster.state, state
-            log.info(
+            log.debug(
                 "stand-in: cluster {name} ({id}) {old} -> {new}",
                 name=cluster.name,
                 id=cluster.id,
