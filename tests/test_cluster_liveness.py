@@ -209,3 +209,26 @@ def test_phases_are_in_range_and_distinct():
     assert len(values) == 300
     assert all(0 <= v < 1 for v in values)
     assert phase(1, 0, Beat.LEASE) != phase(1, 0, Beat.STATUS)
+
+
+def test_renew_lease_and_heartbeat_node_copy_on_write():
+    from scaleagent.cluster import liveness
+    from scaleagent.cluster.template import ClusterTemplate, SeedBuilder
+
+    seed = SeedBuilder(ClusterTemplate.default(), ca_pem="pem").seed(4, "c4")
+    node = next(o for o in seed.own if o["kind"] == "Node")
+    lease = next(o for o in seed.own if o["kind"] == "Lease")
+    frozen = repr((node, lease))
+    now = 1_790_000_000.25
+    renewed = liveness.renew_lease(lease, now)
+    assert renewed["spec"]["renewTime"] == "2026-09-21T14:13:20.250000Z"
+    assert renewed["spec"]["holderIdentity"] == lease["spec"]["holderIdentity"]
+    assert renewed["metadata"] is lease["metadata"]
+    beat = liveness.heartbeat_node(node, now)
+    assert {c["lastHeartbeatTime"] for c in beat["status"]["conditions"]} == {"2026-09-21T14:13:20Z"}
+    assert [c["lastTransitionTime"] for c in beat["status"]["conditions"]] == [
+        c["lastTransitionTime"] for c in node["status"]["conditions"]
+    ]
+    assert beat["status"]["capacity"] is node["status"]["capacity"]
+    assert repr((node, lease)) == frozen  # the (shared) seed objects are untouched
+    assert liveness.micro_time(0.9999999) == "1970-01-01T00:00:01.000000Z"

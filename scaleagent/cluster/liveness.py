@@ -18,7 +18,8 @@ from __future__ import annotations
 import enum
 import heapq
 import math
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -220,3 +221,28 @@ class HeartbeatScheduler:
             following = self._first_due(now + self._resolution, period, (due % period) / period)
         if registration.active:  # the callback may have cancelled it
             self._push(registration, number, beat, following, current)
+
+
+# -- what a beat writes (pure; inputs are never mutated, untouched parts are shared) ---------------
+
+
+def micro_time(seconds: float) -> str:
+    """A Kubernetes MicroTime (RFC 3339, microseconds, UTC) as Lease `renewTime` uses."""
+    whole = int(seconds)
+    micros = int(round((seconds - whole) * 1_000_000))
+    if micros == 1_000_000:
+        whole, micros = whole + 1, 0
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{micros:06d}Z"
+
+
+def renew_lease(lease: Mapping[str, Any], now: float) -> dict[str, Any]:
+    """A copy of a node Lease renewed at `now`, as the kubelet's lease controller writes it."""
+    return {**lease, "spec": {**lease.get("spec", {}), "renewTime": micro_time(now)}}
+
+
+def heartbeat_node(node: Mapping[str, Any], now: float) -> dict[str, Any]:
+    """A copy of a Node whose conditions carry `now` as lastHeartbeatTime (transitions unchanged)."""
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
+    status = node.get("status", {})
+    conditions = [{**c, "lastHeartbeatTime": stamp} for c in status.get("conditions", ())]
+    return {**node, "status": {**status, "conditions": conditions}}
