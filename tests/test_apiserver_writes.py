@@ -528,3 +528,86 @@ def test_repeated_patch_is_a_no_op_and_status_tracks_generation(c):
     managers = {e["manager"]: e["fieldsV1"] for e in first["metadata"]["managedFields"]}
     assert managers["kubectl-patch"] == {"f:spec": {"f:replicas": {}}}
     assert "f:status" not in managers["kubectl-create"]
+
+
+# -- garbage collection of dependents -----------------------------------------------------------------
+
+
+def _owned_chain(c):
+    """deployment web → replicaset web-1 → pod web-1-a, linked by ownerReferences (as the template seeds)."""
+    deps, rss, pods = (
+        c.rt("apps", "v1", "deployments"),
+        c.rt("apps", "v1", "replicasets"),
+        c.rt("", "v1", "pods"),
+    )
+    _, dep = c.call("POST", deps, "default", body=deployment())
+
+    def ref(obj):
+        meta = obj["metadata"]
+        return {
+            "apiVersion": obj["apiVersion"],
+            "kind": obj["kind"],
+            "name": meta["name"],
+            "uid": meta["uid"],
+        }
+
+    _, rs = c.call(
+        "POST",
+        rss,
+        "default",
+        body={"metadata": {"name": "web-1", "ownerReferences": [ref(dep)]}, "spec": {"replicas": 1}},
+    )
+    _, pod = c.call(
+        "POST",
+        pods,
+        "default",
+        body={"metadata": {"name": "web-1-a", "ownerReferences": [ref(rs)]}, "spec": {}},
+    )
+    return (deps, rss, pods), (dep, rs, pod), ref
+
+
+@pytest.mark.parametrize("policy", [None, "Background", "Foreground"])
+def test_deleting_an_owner_deletes_its_dependents(c, policy):
+    (deps, rss, pods), _, _ = _owned_chain(c)
+    c.watch(pods)
+    c.watch(rss)
+    c.watch(deps)
+    body = {"propagationPolicy": policy} if policy else None
+    c.call("DELETE", deps, "default", "web", body)
+    assert (
+        c.store.lookup(rss, "default", "web-1") is None and c.store.lookup(pods, "default", "web-1-a") is None
+    )
+    deleted = [name for kind, name, _ in c.events if kind == "DELETED"]
+    if policy == "Foreground":
+        assert deleted == ["web-1-a", "web-1", "web"]
+    else:
+        assert deleted == ["web", "web-1", "web-1-a"]
+
+
+def test_orphan_and_surviving_owners_keep_dependents(c):
+    (deps, rss, pods), (dep, rs, pod), ref = _owned_chain(c)
+    c.call("DELETE", deps, "default", "web", {"propagationPolicy": "Orphan"})
+    orphan = c.store.get(rss, "default", "web-1")
+    assert "ownerReferences" not in orphan["metadata"]
+    assert c.store.lookup(pods, "default", "web-1-a") is not None
+    # a pod with two owners survives the deletion of one of them
+    _, other = c.call("POST", rss, "default", body={"metadata": {"name": "other"}, "spec": {}})
+    both = [ref(orphan), ref(other)]
+    c.call(
+        "PATCH",
+        pods,
+        "default",
+        "web-1-a",
+        {"metadata": {"ownerReferences": both}},
+        ctype="application/merge-patch+json",
+    )
+    c.call("DELETE", rss, "default", "web-1")
+    assert c.store.get(pods, "default", "web-1-a")["metadata"]["ownerReferences"] == [ref(other)]
+    c.call("DELETE", rss, "default", "other", query={"orphanDependents": "false"})
+    assert c.store.lookup(pods, "default", "web-1-a") is None
+
+
+def test_bad_propagation_policy_is_422(c):
+    c.call("POST", c.rt("", "v1", "configmaps"), "default", body=cm())
+    err = c.error("DELETE", c.rt("", "v1", "configmaps"), "default", "cfg", {"propagationPolicy": "Sideways"})
+    assert err.code == 422 and "propagationPolicy" in err.message

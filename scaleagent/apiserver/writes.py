@@ -75,6 +75,7 @@ class Writer:
         self.store: Store = req.store
         self.dry_run: bool = req.param("dryRun") == "All"
         self.now = _now(req)
+        self.propagation = "Background"
 
     # -- dispatch ------------------------------------------------------------------------------------
 
@@ -442,7 +443,7 @@ class Writer:
         if self.dry_run:
             return new
         final = self.store.replace(rt, new, namespace=self.req.namespace, check_resource_version=False)
-        _remove(self.store, rt, final)
+        _remove(self.store, rt, final, now=self.now)
         return final
 
     # -- status and scale ----------------------------------------------------------------------------
@@ -543,6 +544,29 @@ class Writer:
             options = body or {}
         if "All" in (options.get("dryRun") or ()):
             self.dry_run = True
+        policy = options.get("propagationPolicy") or self.req.param("propagationPolicy")
+        if not policy and (
+            options.get("orphanDependents") is True or self.req.param("orphanDependents") == "true"
+        ):
+            policy = "Orphan"
+        if policy and policy not in PROPAGATION_POLICIES:
+            raise ApiError(
+                422,
+                "Invalid",
+                f'DeleteOptions.meta.k8s.io "" is invalid: propagationPolicy: Unsupported value: "{policy}": '
+                'supported values: "Foreground", "Background", "Orphan"',
+                group="meta.k8s.io",
+                kind="DeleteOptions",
+                name="",
+                causes=[
+                    {
+                        "reason": "FieldValueNotSupported",
+                        "message": f'Unsupported value: "{policy}"',
+                        "field": "propagationPolicy",
+                    }
+                ],
+            )
+        self.propagation = policy or "Background"
         return options
 
     def delete(self) -> tuple[int, dict[str, Any]]:
@@ -587,7 +611,11 @@ class Writer:
         )
         items = []
         for obj in listed.objects():
-            result, _ = self._delete_one(obj)
+            meta = obj["metadata"]
+            current = self.store.lookup(self.rt, meta.get("namespace"), meta["name"])
+            if current is None:  # collected along with an owner deleted before it
+                continue
+            result, _ = self._delete_one(current)
             items.append(result)
         return 200, {
             "kind": self.rt.list_kind,
@@ -598,7 +626,9 @@ class Writer:
 
     def _delete_one(self, obj: dict[str, Any]) -> tuple[dict[str, Any], bool]:
         """Delete or start deleting one object; (what to answer, whether it is gone)."""
-        return delete_object(self.store, self.rt, obj, now=self.now, dry_run=self.dry_run)
+        return delete_object(
+            self.store, self.rt, obj, now=self.now, dry_run=self.dry_run, propagation=self.propagation
+        )
 
     # -- helpers -------------------------------------------------------------------------------------
 
@@ -633,13 +663,24 @@ class Writer:
 # Deletion
 
 
+PROPAGATION_POLICIES = ("Background", "Foreground", "Orphan")
+
+
 def delete_object(
-    store: Store, rt: ResourceType, obj: dict[str, Any], *, now: float, dry_run: bool = False
+    store: Store,
+    rt: ResourceType,
+    obj: dict[str, Any],
+    *,
+    now: float,
+    dry_run: bool = False,
+    propagation: str = "Background",
 ) -> tuple[dict[str, Any], bool]:
     """Delete `obj` honouring its finalizers; returns (the object to answer with, removed now?).
 
     An object with finalizers gets `deletionTimestamp` (MODIFIED) and stays until an update empties
     them.  A namespace is marked Terminating, its contents deleted, and it goes once they are gone.
+    Objects whose ownerReferences named it are collected as the garbage collector would (deleted for
+    Background/Foreground, their reference dropped for Orphan).
     """
     meta = obj["metadata"]
     namespace = meta.get("namespace")
@@ -657,13 +698,20 @@ def delete_object(
         return store.replace(rt, marked, namespace=namespace, check_resource_version=False), False
     if dry_run:
         return obj, True
-    return _remove(store, rt, obj), True
+    return _remove(store, rt, obj, now=now, propagation=propagation), True
 
 
-def _remove(store: Store, rt: ResourceType, obj: dict[str, Any]) -> dict[str, Any]:
-    """Remove now, then whatever depended on it: a CRD's objects and type, a terminating namespace."""
+def _remove(
+    store: Store, rt: ResourceType, obj: dict[str, Any], *, now: float, propagation: str = "Background"
+) -> dict[str, Any]:
+    """Remove now, then whatever depended on it: dependents, a CRD's objects and type, a terminating
+    namespace.  Foreground removes the dependents first, as the owner waits for them there."""
     meta = obj["metadata"]
+    if propagation == "Foreground":
+        _collect_dependents(store, rt, obj, now=now, orphan=False, foreground=True)
     gone = store.delete(rt, meta.get("namespace"), meta["name"])
+    if propagation != "Foreground":
+        _collect_dependents(store, rt, obj, now=now, orphan=propagation == "Orphan")
     if rt.storage_key == (CRD_GROUP, "customresourcedefinitions"):
         unregister_crd(store, obj)
     namespace = meta.get("namespace")
@@ -690,9 +738,75 @@ def _delete_namespace(
         terminating = store.replace(rt, terminating, check_resource_version=False)
     for content_type in _namespaced_types(store):
         for obj in store.list(content_type, namespace=name).objects():
-            delete_object(store, content_type, obj, now=now)
+            current = store.lookup(content_type, name, obj["metadata"]["name"])
+            if current is not None:  # not already collected with its owner
+                delete_object(store, content_type, current, now=now)
     finished = _maybe_finish_namespace(store, name)
     return terminating, finished
+
+
+def _collect_dependents(
+    store: Store,
+    owner_rt: ResourceType,
+    owner: dict[str, Any],
+    *,
+    now: float,
+    orphan: bool,
+    foreground: bool = False,
+) -> None:
+    """The garbage collector's part: objects whose ownerReferences name `owner`.
+
+    A dependent with another owner that still exists, or any dependent under Orphan, loses the
+    reference; the others are deleted (recursively, honouring their finalizers).  Dependents of a
+    namespaced owner live in its namespace; of a cluster-scoped owner, only cluster-scoped dependents
+    are looked for (a full scan of every namespace per deletion is not worth it here).
+    """
+    uid = owner["metadata"].get("uid")
+    if not uid:
+        return
+    namespace = owner["metadata"].get("namespace") if owner_rt.namespaced else None
+    types = _namespaced_types(store) if namespace else _cluster_types(store)
+    for rt in types:
+        for obj in store.list(rt, namespace=namespace).objects():
+            refs = obj["metadata"].get("ownerReferences") or ()
+            if not any(isinstance(r, dict) and r.get("uid") == uid for r in refs):
+                continue
+            current = store.lookup(rt, namespace, obj["metadata"]["name"])
+            if current is None:
+                continue
+            refs = current["metadata"].get("ownerReferences") or ()
+            remaining = [r for r in refs if not (isinstance(r, dict) and r.get("uid") == uid)]
+            if orphan or any(_owner_exists(store, ref, namespace) for ref in remaining):
+                changed = copy.deepcopy(current)
+                if remaining:
+                    changed["metadata"]["ownerReferences"] = remaining
+                else:
+                    changed["metadata"].pop("ownerReferences", None)
+                store.replace(rt, changed, check_resource_version=False)
+            else:
+                policy = "Foreground" if foreground else "Background"
+                delete_object(store, rt, current, now=now, propagation=policy)
+
+
+def _owner_exists(store: Store, ref: Any, namespace: str | None) -> bool:
+    """Whether an owner reference resolves to a live object (unknown kinds count as present)."""
+    if not isinstance(ref, dict):
+        return False
+    rt = store.kinds.by_api_version_kind(str(ref.get("apiVersion", "")), str(ref.get("kind", "")))
+    if rt is None:
+        return True
+    obj = store.lookup(rt, namespace if rt.namespaced else None, str(ref.get("name", "")))
+    return obj is not None and obj["metadata"].get("uid") == ref.get("uid")
+
+
+def _cluster_types(store: Store) -> list[ResourceType]:
+    seen: set[tuple[str, str]] = set()
+    types = []
+    for rt in store.kinds:
+        if not rt.namespaced and "list" in rt.verbs and rt.storage_key not in seen:
+            seen.add(rt.storage_key)
+            types.append(rt)
+    return types
 
 
 def _namespaced_types(store: Store) -> list[ResourceType]:
