@@ -204,6 +204,12 @@ async def test_summary_line_only_when_counts_change(reactor):
         await sim.stop()
 
 
+@pytest_twisted.ensureDeferred
+async def test_listen_must_be_tcp(reactor, tmp_path):
+    with pytest.raises(ValueError, match="expected a TCP endpoint"):
+        await start_ranchersim(reactor, listen=f"unix:{tmp_path}/sock")
+
+
 # -- twistd -n ranchersim -----------------------------------------------------------------------------
 
 BOOTSTRAP = """
@@ -322,3 +328,18 @@ def test_plugin_lists_ranchersim_lazily():
     if hasattr(scaleagent_plugin, "ranchersim"):  # the installed copy may predate it
         assert IServiceMaker.providedBy(scaleagent_plugin.ranchersim)
         assert scaleagent_plugin.ranchersim.tapname == "ranchersim"
+
+
+@pytest_twisted.ensureDeferred
+async def test_failed_start_leaves_no_timers(reactor, tmp_path):
+    def ours():
+        return [call for call in reactor.getDelayedCalls() if "RancherSim" in repr(call)]
+
+    assert ours() == []
+    with pytest.raises(ValueError):
+        await start_ranchersim(reactor, listen=f"unix:{tmp_path}/sock2", token_ttl=60)
+    assert ours() == []
+    running = await start_ranchersim(reactor, token_ttl=60)
+    assert len(ours()) == 2  # the summary and TTL loops: the check above can see them
+    await running.stop()
+    assert ours() == []

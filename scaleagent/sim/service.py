@@ -20,6 +20,7 @@ from typing import Any
 
 from twisted.application.service import Service
 from twisted.internet import defer, task
+from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort
 from twisted.protocols.tls import TLSMemoryBIOFactory
@@ -206,7 +207,11 @@ class RancherSim(Service):
             factory = TLSMemoryBIOFactory(self.tls.options(), False, self.site, clock=self.reactor)
         self.port = await endpoint.listen(factory)
         address = self.port.getHost()
-        host = getattr(address, "host", interface)
+        if not isinstance(address, (IPv4Address, IPv6Address)):
+            port, self.port = self.port, None
+            await port.stopListening()
+            raise ValueError(f"--listen {self.listen_description!r}: expected a TCP endpoint")
+        host = address.host
         if host in ("0.0.0.0", "::"):
             host = "127.0.0.1"
         scheme = "https" if self._use_tls else "http"
@@ -332,5 +337,9 @@ async def start_ranchersim(reactor: Any, **kwargs: Any) -> RancherSim:
     """Create a `RancherSim` with `kwargs`, start it, and return it once it listens."""
     sim = RancherSim(reactor, **kwargs)
     sim.startService()
-    await sim.when_listening()
+    try:
+        await sim.when_listening()
+    except BaseException:
+        await sim.stopService()
+        raise
     return sim
