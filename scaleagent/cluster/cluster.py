@@ -1,0 +1,664 @@
+"""Simulated clusters: one apiserver per cluster, reachable through the cluster's two tunnels.
+
+`ClusterSet` holds what every cluster of the process shares: the CA and serving certificate (pki), the
+parsed template and its `SeedBuilder`, the seed objects identical across clusters (one `Entry`, hence one
+JSON encoding, for all), the key that makes each cluster's `cattle` token stable, and the periodic save.
+`SimulatedCluster` is one cluster: its name and index, the tunnel parameters Rancher must see unchanged
+on every reconnect and restart, and the two resolvers the remotedialer session asks what a CONNECT
+reaches:
+
+* main tunnel: the configured apiserver address → TLS, server side and in memory, around this
+  cluster's apiserver `Site`; anything else → refused for that connection alone;
+* steve tunnel: any target → a plain-HTTP `Site` answering `GET /ping` with `pong` (steve's /v1 API is
+  mounted on `steve_root` by its own layer).
+
+Memory is what limits the number of clusters, so a cluster builds nothing heavy (seed objects, store,
+Sites, TLS factory) until something first needs its apiserver; its saved changes are restored then.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import secrets
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from twisted.internet.interfaces import IProtocolFactory
+from twisted.internet.task import LoopingCall
+from twisted.web.resource import Resource
+from twisted.web.server import Request, Site
+
+from scaleagent.apiserver import controllers
+from scaleagent.apiserver.auth import TokenAuthenticator
+from scaleagent.apiserver.discovery import version_info
+from scaleagent.apiserver.kinds import Registry
+from scaleagent.apiserver.request import DEFAULT_VERSION, ApiContext
+from scaleagent.apiserver.resource import make_site
+from scaleagent.apiserver.store import Entry, Seed, Store
+from scaleagent.cluster import persist
+from scaleagent.cluster.pki import ClusterPKI, load_or_create, normalise_host
+from scaleagent.cluster.template import ClusterSeed, ClusterTemplate, RancherInfo, SeedBuilder
+from scaleagent.redact import logger
+from scaleagent.state import CorruptStateFile, StateDir, StateError
+
+log = logger()
+
+DEFAULT_ADDRESS = "10.43.0.1:443"
+SET_FILE = "cluster-set.json"
+TOKEN_KEY_FILE = "cluster-token.key"
+CATTLE_NAMESPACE = "cattle-system"
+CATTLE_ACCOUNT = "cattle"
+_NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+_UID_NAMESPACE = uuid.UUID("0b6f3f2e-4a7c-4f57-8a0e-6c1d2b3a4f5e")
+
+StorageKey = tuple[str, str]
+Key = tuple[str, str]
+
+
+def split_address(address: str) -> tuple[str, int]:
+    """`host:port` (IPv6 in brackets) → (normalised host, port); ValueError naming the problem."""
+    text = address.strip()
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not host or (":" in host and not (host.startswith("[") and host.endswith("]"))):
+        raise ValueError(f"apiserver address {address!r}: expected host:port, e.g. 10.43.0.1:443")
+    try:
+        port = int(port_text)
+    except ValueError:
+        port = -1
+    if not 0 < port < 65536:
+        raise ValueError(f"apiserver address {address!r}: port must be 1-65535")
+    return normalise_host(host), port
+
+
+def _join(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def params_header(params: dict[str, Any]) -> str:
+    """The `X-API-Tunnel-Params` value: base64 of compact JSON (the same bytes for the same params)."""
+    text = json.dumps(params, separators=(",", ":"), sort_keys=True)
+    return base64.b64encode(text.encode()).decode("ascii")
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _suffix(digest: bytes, length: int = 5) -> str:
+    number = int.from_bytes(digest[:12], "big")
+    out = []
+    for _ in range(length):
+        number, digit = divmod(number, len(_NAME_ALPHABET))
+        out.append(_NAME_ALPHABET[digit])
+    return "".join(out)
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """What every cluster of a process is built from (the `[apiserver]`, `[clusters]` and `[state]` parts)."""
+
+    address: str = DEFAULT_ADDRESS
+    version: str = DEFAULT_VERSION
+    anonymous: bool = False
+    template: Path | str | None = None
+    state_dir: Path | str | StateDir | None = None
+    #: seconds between saves of changed clusters; 0 = save only on stop
+    save_interval: float = 300.0
+    rancher: RancherInfo | None = None
+
+
+class _PingResource(Resource):
+    """`GET /ping` → 200 `pong`, as the real agent's health handler answers Rancher."""
+
+    isLeaf = True
+
+    def render_GET(self, request: Request) -> bytes:
+        request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+        return b"pong"
+
+    render_HEAD = render_GET
+
+
+class QuietSite(Site):
+    """A `Site` without access log or its per-second date timer (thousands exist in one process)."""
+
+    def __init__(self, resource: Resource, clock: Any) -> None:
+        super().__init__(resource, reactor=clock)
+        self.displayTracebacks = False
+        self.noisy = False
+
+    def startFactory(self) -> None:
+        self._logFile = None
+
+    def log(self, request: Request) -> None:
+        return None
+
+
+def steve_root_resource() -> Resource:
+    """A fresh root for a steve-tunnel Site: `/ping` now, steve's `/v1` later."""
+    root = Resource()
+    root.putChild(b"ping", _PingResource())
+    return root
+
+
+@dataclass
+class _SharedPart:
+    """The seed objects one knob combination shares, as stored entries, plus its type registry."""
+
+    buckets: dict[StorageKey, dict[Key, Entry]]
+    sorted_keys: dict[StorageKey, list[Key]]
+    resource_version: int
+    registry: Registry
+
+
+def _derive(registry: Registry) -> Registry:
+    """A registry sharing `registry`'s tables copy-on-write (each side copies on its next change)."""
+    derive = getattr(registry, "derive", None)
+    if derive is not None:
+        return derive()
+    # Until Registry.derive lands (requested in notes/api-apiserver.md): the same on its fields.
+    child = Registry()
+    child._tables = registry._tables
+    child._own = False
+    registry._own = False
+    child.generation = registry.generation
+    return child
+
+
+class ClusterSet:
+    """Everything the clusters of one process share, and the clusters themselves (by index)."""
+
+    def __init__(self, clock: Any, config: ClusterConfig | None = None, **overrides: Any) -> None:
+        config = config or ClusterConfig()
+        if overrides:
+            config = replace(config, **overrides)
+        self.clock = clock
+        self.config = config
+        version_info(config.version)  # ValueError for anything but a plain version
+        host, port = split_address(config.address)
+        self.address = _join(host, port)
+        state = config.state_dir
+        self.state: StateDir | None = (
+            state if isinstance(state, StateDir) or state is None else StateDir(state)
+        )
+        self.pki: ClusterPKI = load_or_create(self.state, host)
+        self.template = ClusterTemplate.load(config.template)
+        self.created = self._created()
+        self.builder = SeedBuilder(
+            self.template,
+            ca_pem=self.pki.ca_cert_pem,
+            kubernetes_version=config.version,
+            api_host=host,
+            api_port=port,
+            rancher=config.rancher,
+            created=self.created,
+        )
+        self._token_key = self._load_token_key()
+        self._ca_b64 = base64.b64encode(self.pki.ca_cert_pem).decode("ascii")
+        self._cattle_uid = self._find_cattle_uid()
+        self._clusters: dict[int, SimulatedCluster] = {}
+        self._entries: dict[int, tuple[Entry, StorageKey, Key]] = {}
+        self._parts: dict[int, _SharedPart] = {}
+        self._registries: dict[tuple[str, ...], Registry] = {}
+        self._shared_rv = 1
+        self._server_tls: Any = None
+        self._ping_site: QuietSite | None = None
+        self._saver: LoopingCall | None = None
+        self.liveness: Any = None
+        self.started = False
+
+    # -- process-wide identity -------------------------------------------------------------------------
+
+    def _created(self) -> float:
+        """When this state directory's clusters were first created: every seed object's creation time."""
+        now = float(self.clock.seconds()) if hasattr(self.clock, "seconds") else time.time()
+        if self.state is None:
+            return now
+        try:
+            doc = self.state.read_json(SET_FILE)
+        except CorruptStateFile:
+            doc = None
+        created = doc.get("created") if isinstance(doc, dict) else None
+        if isinstance(created, int | float) and not isinstance(created, bool) and created > 0:
+            return float(created)
+        self.state.write_json(SET_FILE, {"format": 1, "created": now})
+        return now
+
+    def _load_token_key(self) -> bytes:
+        """The secret from which each cluster's `cattle` token is derived (kept in the state directory)."""
+        if self.state is None:
+            return secrets.token_bytes(32)
+        data = self.state.read_bytes(TOKEN_KEY_FILE)
+        if data is not None:
+            try:
+                key = bytes.fromhex(data.decode("ascii").strip())
+            except (UnicodeDecodeError, ValueError):
+                key = b""
+            if len(key) == 32:
+                return key
+            try:
+                self.state.corrupt(TOKEN_KEY_FILE, "expected 64 hex digits; every cluster gets a new token")
+            except CorruptStateFile:
+                pass
+        key = secrets.token_bytes(32)
+        self.state.write_bytes(TOKEN_KEY_FILE, key.hex().encode() + b"\n", private=True)
+        return key
+
+    def _find_cattle_uid(self) -> str:
+        probe = self.builder.seed(0, "probe")
+        for obj in probe.shared:
+            meta = obj["metadata"]
+            if obj["kind"] == "ServiceAccount" and (meta.get("namespace"), meta["name"]) == (
+                CATTLE_NAMESPACE,
+                CATTLE_ACCOUNT,
+            ):
+                return meta["uid"]
+        return str(uuid.uuid5(_UID_NAMESPACE, "cattle"))
+
+    def _mac(self, *parts: str) -> bytes:
+        return hmac.new(self._token_key, "/".join(parts).encode(), hashlib.sha512).digest()
+
+    # -- the clusters ------------------------------------------------------------------------------------
+
+    def cluster(self, index: int, name: str, *, rancher_token: str = "") -> SimulatedCluster:
+        """Cluster `index` (the same object for the same index); `name` is fixed for the index."""
+        found = self._clusters.get(index)
+        if found is not None:
+            if found.name != name:
+                raise ValueError(f"cluster {index} is {found.name!r}, not {name!r}")
+            if rancher_token and not found.materialized:
+                found.rancher_token = rancher_token
+            return found
+        if index < 0:
+            raise ValueError(f"cluster index {index}: expected >= 0")
+        persist.file_name(name)  # ValueError for names that cannot be file names
+        cluster = self._clusters[index] = SimulatedCluster(self, index, name, rancher_token)
+        if self.started:
+            cluster.start()
+        return cluster
+
+    def get(self, index: int) -> SimulatedCluster | None:
+        return self._clusters.get(index)
+
+    def forget(self, index: int) -> None:
+        """Stop and drop cluster `index` (saved first); its state file stays."""
+        cluster = self._clusters.pop(index, None)
+        if cluster is not None:
+            cluster.stop()
+
+    def __iter__(self) -> Iterator[SimulatedCluster]:
+        return iter(list(self._clusters.values()))
+
+    def __len__(self) -> int:
+        return len(self._clusters)
+
+    def start(self) -> None:
+        """Periodic saves and liveness on for every cluster (and each one added later)."""
+        if self.started:
+            return
+        self.started = True
+        for cluster in self:
+            cluster.start()
+        if self.state is not None and self.config.save_interval > 0:
+            self._saver = LoopingCall(self.save)
+            self._saver.clock = self.clock
+            self._saver.start(self.config.save_interval, now=False).addErrback(
+                lambda f: log.failure("periodic cluster save stopped", f)
+            )
+
+    def stop(self) -> None:
+        """Liveness off, periodic saves off, then every changed cluster saved."""
+        if self._saver is not None and self._saver.running:
+            self._saver.stop()
+        self._saver = None
+        self.started = False
+        for cluster in self:
+            cluster.stop()
+
+    def save(self) -> int:
+        """Save every cluster changed since its last save; returns how many were written."""
+        return sum(1 for cluster in self if cluster.save())
+
+    # -- shared building blocks ----------------------------------------------------------------------------
+
+    def server_tls(self) -> Any:
+        if self._server_tls is None:
+            self._server_tls = self.pki.server_context_factory()
+        return self._server_tls
+
+    def ping_site(self) -> QuietSite:
+        """One `/ping` Site for every cluster whose steve root nobody extended."""
+        if self._ping_site is None:
+            self._ping_site = QuietSite(steve_root_resource(), self.clock)
+        return self._ping_site
+
+    def _entry(self, registry: Registry, obj: dict[str, Any], rv: int) -> tuple[Entry, StorageKey, Key]:
+        rt = registry.by_api_version_kind(obj.get("apiVersion", ""), obj.get("kind", ""))
+        meta = obj.get("metadata") or {}
+        if rt is None:
+            raise ValueError(f"seed object of unknown kind {obj.get('apiVersion')}/{obj.get('kind')}")
+        out = dict(obj)
+        out["metadata"] = new_meta = dict(meta)
+        new_meta["resourceVersion"] = str(rv)
+        key = (meta.get("namespace", "") if rt.namespaced else "", meta["name"])
+        return Entry(out), rt.storage_key, key
+
+    def _registry_for(self, crds: list[dict[str, Any]]) -> Registry:
+        names = tuple(sorted(c["metadata"]["name"] for c in crds))
+        found = self._registries.get(names)
+        if found is None:
+            from scaleagent.apiserver.writes import register_crd
+
+            found = Registry()
+            holder = Store(kinds=found)
+            for crd in crds:
+                register_crd(holder, crd)
+            self._registries[names] = found
+        return found
+
+    def _shared_part(self, shared: tuple[dict[str, Any], ...]) -> _SharedPart:
+        found = self._parts.get(id(shared))
+        if found is not None:
+            return found
+        builtin = Registry()
+        buckets: dict[StorageKey, dict[Key, Entry]] = {}
+        top = 0
+        crds = []
+        for obj in shared:
+            made = self._entries.get(id(obj))
+            if made is None:
+                self._shared_rv += 1
+                made = self._entries[id(obj)] = self._entry(builtin, obj, self._shared_rv)
+            entry, skey, key = made
+            buckets.setdefault(skey, {})[key] = entry
+            top = max(top, int(entry.obj["metadata"]["resourceVersion"]))
+            if skey == persist.CRD_KEY:
+                crds.append(obj)
+        part = _SharedPart(
+            buckets,
+            {skey: sorted(bucket) for skey, bucket in buckets.items()},
+            top,
+            self._registry_for(crds),
+        )
+        self._parts[id(shared)] = part  # `shared` is kept alive by the builder, so its id stays unique
+        return part
+
+    def seed(self, cluster: SimulatedCluster) -> tuple[Seed, Registry]:
+        """Cluster's seed: shared entries by reference, its own objects (and cattle token) on top."""
+        made: ClusterSeed = self.builder.seed(
+            cluster.index, cluster.name, rancher_token=cluster.rancher_token
+        )
+        part = self._shared_part(made.shared)
+        rv = part.resource_version
+        own: dict[StorageKey, dict[Key, Entry]] = {}
+        for obj in (*made.own, cluster.token_secret()):
+            rv += 1
+            entry, skey, key = self._entry(part.registry, obj, rv)
+            own.setdefault(skey, {})[key] = entry
+        buckets = dict(part.buckets)
+        sorted_keys = dict(part.sorted_keys)
+        for skey, bucket in own.items():
+            base = part.buckets.get(skey)
+            merged = {**base, **bucket} if base else bucket
+            buckets[skey] = merged
+            sorted_keys[skey] = sorted(merged)
+        seed = Seed.__new__(Seed)  # Seed() would re-sort the shared buckets into per-cluster lists
+        seed.buckets = buckets
+        seed.sorted_keys = sorted_keys
+        seed.resource_version = rv
+        return seed, _derive(part.registry)
+
+
+class SimulatedCluster:
+    """One simulated cluster; see the module docstring.  Build through `ClusterSet.cluster()`."""
+
+    __slots__ = (
+        "clusters",
+        "index",
+        "name",
+        "rancher_token",
+        "restore_error",
+        "started",
+        "_token",
+        "_api",
+        "_main_factory",
+        "_steve_root",
+        "_steve_site",
+        "_saved_rv",
+        "_liveness",
+    )
+
+    def __init__(self, clusters: ClusterSet, index: int, name: str, rancher_token: str = "") -> None:
+        self.clusters = clusters
+        self.index = index
+        self.name = name
+        self.rancher_token = rancher_token
+        self.restore_error: CorruptStateFile | None = None
+        self.started = False
+        self._token: str | None = None
+        self._api: ApiContext | None = None
+        self._main_factory: IProtocolFactory | None = None
+        self._steve_root: Resource | None = None
+        self._steve_site: QuietSite | None = None
+        self._saved_rv = -1
+        self._liveness: Any = None
+
+    def __repr__(self) -> str:
+        return f"SimulatedCluster({self.index}, {self.name!r})"
+
+    # -- identity --------------------------------------------------------------------------------------
+
+    def _secret_name(self) -> str:
+        return f"cattle-token-{_suffix(self.clusters._mac('secret-name', self.name))}"
+
+    @property
+    def token(self) -> str:
+        """The `cattle` service-account token: derived from the state directory's key, so stable."""
+        if self._token is None:
+            claims = {
+                "iss": "kubernetes/serviceaccount",
+                "kubernetes.io/serviceaccount/namespace": CATTLE_NAMESPACE,
+                "kubernetes.io/serviceaccount/secret.name": self._secret_name(),
+                "kubernetes.io/serviceaccount/service-account.name": CATTLE_ACCOUNT,
+                "kubernetes.io/serviceaccount/service-account.uid": self.clusters._cattle_uid,
+                "sub": f"system:serviceaccount:{CATTLE_NAMESPACE}:{CATTLE_ACCOUNT}",
+            }
+            mac = self.clusters._mac("token", self.name)
+            header = {"alg": "RS256", "kid": _b64url(self.clusters._mac("kid")[:32])}
+            self._token = ".".join(
+                (
+                    _b64url(json.dumps(header, separators=(",", ":")).encode()),
+                    _b64url(json.dumps(claims, separators=(",", ":")).encode()),
+                    _b64url(mac),
+                )
+            )
+        return self._token
+
+    def tunnel_params(self) -> dict[str, Any]:
+        """What the main tunnel announces (`X-API-Tunnel-Params`, decoded): stable across restarts."""
+        return {
+            "cluster": {
+                "address": self.clusters.address,
+                "token": self.token,
+                "caCert": self.clusters._ca_b64,
+            }
+        }
+
+    def params_header(self) -> str:
+        return params_header(self.tunnel_params())
+
+    def token_secret(self) -> dict[str, Any]:
+        """The `cattle-token-*` Secret the agent keeps for its service account, holding `token`."""
+        c = self.clusters
+        name = self._secret_name()
+        return {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {
+                "name": name,
+                "generateName": "cattle-token-",
+                "namespace": CATTLE_NAMESPACE,
+                "uid": str(uuid.uuid5(_UID_NAMESPACE, f"{self.name}/{name}")),
+                "creationTimestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(c.created)),
+                "labels": {"cattle.io/service-account.name": CATTLE_ACCOUNT},
+                "annotations": {
+                    controllers.SA_NAME_ANNOTATION: CATTLE_ACCOUNT,
+                    controllers.SA_UID_ANNOTATION: c._cattle_uid,
+                },
+            },
+            "type": controllers.SA_TOKEN_TYPE,
+            "data": {
+                "ca.crt": c._ca_b64,
+                "namespace": base64.b64encode(CATTLE_NAMESPACE.encode()).decode(),
+                "token": base64.b64encode(self.token.encode()).decode(),
+            },
+        }
+
+    # -- the apiserver ---------------------------------------------------------------------------------
+
+    @property
+    def materialized(self) -> bool:
+        """Whether the store (seed objects, saved changes) has been built."""
+        return self._api is not None
+
+    @property
+    def api(self) -> ApiContext:
+        """This cluster's apiserver context, built (and its saved changes restored) on first use."""
+        if self._api is None:
+            self._api = self._build()
+        return self._api
+
+    @property
+    def store(self) -> Store:
+        return self.api.store
+
+    def _build(self) -> ApiContext:
+        c = self.clusters
+        seed, registry = c.seed(self)
+        clock = c.clock
+        store = Store(seed, kinds=registry, now=lambda: float(clock.seconds()))
+        if c.state is not None:
+            try:
+                saved = persist.read(c.state, self.name)
+            except CorruptStateFile as error:
+                self.restore_error = error
+                log.error(
+                    "cluster {name}: saved changes lost, starting from the seed: {error}",
+                    name=self.name,
+                    error=str(error),
+                )
+                saved = None
+            except StateError as error:  # unreadable (permissions, I/O): keep the file, report
+                log.error("cluster {name}: {error}", name=self.name, error=str(error))
+                saved = None
+            if saved is not None:
+                persist.restore(store, saved)
+        api = ApiContext(
+            store,
+            clock,
+            auth=TokenAuthenticator(anonymous=c.config.anonymous),
+            version=c.config.version,
+            address=c.address,
+            ca_pem=c.pki.ca_cert_pem,
+        )
+        controllers.start(api)
+        if controllers.EXTRA_KEY not in api.extras or api.auth.user(self.token) is None:
+            api.auth.issue(controllers.service_account_user(CATTLE_NAMESPACE, CATTLE_ACCOUNT), self.token)
+        self._saved_rv = store.resource_version
+        return api
+
+    # -- resolvers (remotedialer `Resolver`s) --------------------------------------------------------
+
+    def main_resolver(self, proto: str, address: str) -> IProtocolFactory | None:
+        """The configured apiserver address → TLS around the apiserver Site; anything else → refused."""
+        if proto != "tcp" or not self._is_api_address(address):
+            return None
+        if self._main_factory is None:
+            from twisted.protocols.tls import TLSMemoryBIOFactory
+
+            c = self.clusters
+            site = make_site(self.api)
+            self._main_factory = TLSMemoryBIOFactory(c.server_tls(), False, site, clock=c.clock)
+        return self._main_factory
+
+    def _is_api_address(self, address: str) -> bool:
+        if address == self.clusters.address:
+            return True
+        try:
+            return _join(*split_address(address)) == self.clusters.address
+        except ValueError:
+            return False
+
+    def steve_resolver(self, proto: str, address: str) -> IProtocolFactory:
+        """Any target → the plain-HTTP steve Site (steve ignores the address, as the real agent does)."""
+        if self._steve_site is not None:
+            return self._steve_site
+        return self.clusters.ping_site()
+
+    @property
+    def steve_root(self) -> Resource:
+        """This cluster's steve root (`/ping` already there); mount steve's `/v1` on it."""
+        if self._steve_root is None:
+            self._steve_root = steve_root_resource()
+            self._steve_site = QuietSite(self._steve_root, self.clusters.clock)
+        return self._steve_root
+
+    # -- lifecycle and persistence ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Node liveness on (when the process runs a liveness scheduler)."""
+        if self.started:
+            return
+        self.started = True
+        liveness = self.clusters.liveness
+        if liveness is not None:
+            self._liveness = liveness.add(self)
+
+    def stop(self) -> None:
+        """Liveness off, then save what changed."""
+        if self._liveness is not None:
+            self._liveness.cancel()
+            self._liveness = None
+        self.started = False
+        self.save()
+
+    @property
+    def dirty(self) -> bool:
+        return self._api is not None and self._api.store.resource_version != self._saved_rv
+
+    def save(self) -> bool:
+        """Write this cluster's changes if any since the last save; True when a file was written."""
+        state = self.clusters.state
+        if state is None or not self.dirty:
+            return False
+        store = self.api.store
+        rv = store.resource_version
+        try:
+            persist.save(state, self.name, self.index, store)
+        except (StateError, OSError) as error:
+            log.error("cluster {name}: changes not saved: {error}", name=self.name, error=str(error))
+            return False
+        self._saved_rv = rv
+        return True
+
+
+#: The name the agent layer uses for the process-wide set.
+ClusterFactory = ClusterSet
+
+__all__ = [
+    "ClusterConfig",
+    "ClusterFactory",
+    "ClusterSet",
+    "QuietSite",
+    "SimulatedCluster",
+    "params_header",
+    "split_address",
+    "steve_root_resource",
+]
