@@ -210,6 +210,29 @@ async def test_listen_must_be_tcp(reactor, tmp_path):
         await start_ranchersim(reactor, listen=f"unix:{tmp_path}/sock")
 
 
+@pytest_twisted.ensureDeferred
+async def test_default_token_can_appear_late_as_in_rancher(reactor):
+    from twisted.internet.task import deferLater
+
+    sim = await start_ranchersim(reactor, token_delay=0.1)
+    http, pool = client(reactor, sim)
+    try:
+        code, cluster = await request(http, "POST", sim.url + "/v3/clusters", sim.api_token, {"name": "late"})
+        query = f"{sim.url}/v3/clusterregistrationtokens?clusterId={cluster['id']}"
+        assert (await request(http, "GET", query, sim.api_token))[1]["data"] == []
+        await deferLater(reactor, 0.2, lambda: None)
+        [crt] = (await request(http, "GET", query, sim.api_token))[1]["data"]
+        assert crt["name"] == "default-token"
+        # A cluster deleted before its token appears never gets one.
+        gone = sim.store.create_cluster("gone")
+        sim.delete_cluster(gone.id)
+        await deferLater(reactor, 0.2, lambda: None)
+        assert sim.store.tokens(gone.id) == []
+    finally:
+        await pool.closeCachedConnections()
+        await sim.stop()
+
+
 # -- twistd -n ranchersim -----------------------------------------------------------------------------
 
 BOOTSTRAP = """

@@ -31,7 +31,9 @@ from scaleagent.redact import logger
 from scaleagent.sim import manifest, tls
 from scaleagent.sim.api import ManagementAPI, Root
 from scaleagent.sim.store import (
+    CREATED,
     DEFAULT_GRACE_PERIOD,
+    DEFAULT_TOKEN_NAME,
     ID_SUFFIX_LENGTH,
     MAIN,
     STEVE,
@@ -99,6 +101,7 @@ class RancherSim(Service):
         tls_dir: str | Path | None = None,
         token_ttl: float | None = None,
         summary_interval: float = 10.0,
+        token_delay: float = 0.0,
     ) -> None:
         self.reactor = reactor
         self._rng = rng if rng is not None else random.SystemRandom()
@@ -121,6 +124,12 @@ class RancherSim(Service):
         self.token_ttl = token_ttl
         self._ttl_loop: task.LoopingCall | None = None
         self.summary_interval = summary_interval
+        self.token_delay = token_delay
+        self._pending_tokens: dict[str, Any] = {}
+        if token_delay > 0:
+            # Rancher's controller creates `default-token` a moment after the cluster: clients must wait.
+            self.store.default_token = False
+            self.store.add_listener(self._schedule_default_token)
         self._summary_loop: task.LoopingCall | None = None
         self._last_summary: tuple[Any, ...] | None = None
         # Called with a deleted cluster before its sessions close; may return a Deferred.
@@ -246,6 +255,16 @@ class RancherSim(Service):
             self._ttl_loop.clock = self.reactor
             self._ttl_loop.start(min(self.token_ttl / 4, 60.0), now=False)
 
+    def _schedule_default_token(self, event: str, cluster: Cluster) -> None:
+        if event == CREATED:
+            call = self.reactor.callLater(self.token_delay, self._create_default_token, cluster)
+            self._pending_tokens[cluster.id] = call
+
+    def _create_default_token(self, cluster: Cluster) -> None:
+        self._pending_tokens.pop(cluster.id, None)
+        if not cluster.removed and not self.store.tokens(cluster.id):
+            self.store.create_token(cluster.id, DEFAULT_TOKEN_NAME)
+
     def summary(self) -> dict[str, Any]:
         """Counts for logs and status: clusters per state, tunnels, refusals, params changes."""
         clusters = self.store.clusters()
@@ -316,6 +335,10 @@ class RancherSim(Service):
     async def _stop(self) -> None:
         if self._listen_result is not None and not isinstance(self._listen_result, Failure):
             self.log_summary(force=True)
+        for call in self._pending_tokens.values():
+            if call.active():
+                call.cancel()
+        self._pending_tokens.clear()
         for loop in (self._ttl_loop, self._summary_loop):
             if loop is not None and loop.running:
                 loop.stop()

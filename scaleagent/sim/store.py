@@ -170,6 +170,9 @@ class SimStore:
         self._by_previous: dict[str, RegistrationToken] = {}
         self._listeners: list[Listener] = []
         self.params_changes_total = 0
+        # Create each cluster's `default-token` with it; False leaves that to the caller (the service
+        # delays it, as Rancher's controller does).
+        self.default_token = True
 
     # -- listeners -----------------------------------------------------------------------------------
 
@@ -226,7 +229,8 @@ class SimStore:
         self._clusters[cluster_id] = cluster
         self._by_name[name.lower()] = cluster_id
         self._tokens[cluster_id] = []
-        self.create_token(cluster_id, DEFAULT_TOKEN_NAME)
+        if self.default_token:
+            self.create_token(cluster_id, DEFAULT_TOKEN_NAME)
         log.debug("stand-in: cluster {name} created as {id}", name=name, id=cluster_id)
         self._emit(CREATED, cluster)
         return cluster

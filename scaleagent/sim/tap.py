@@ -45,6 +45,9 @@ class Options(usage.Options):
     optParameters.append(
         ["token-ttl", None, None, "Rotate every registration token this many seconds after it was issued."]
     )
+    optParameters.append(
+        ["token-delay", None, "0", "Seconds until a new cluster's default-token exists (Rancher: a moment)."]
+    )
     optFlags = [["no-tls", None, "Serve plain HTTP (debugging only; agents expect https)."]]
 
     def postOptions(self) -> None:  # noqa: N802 (Twisted's name)
@@ -61,6 +64,12 @@ class Options(usage.Options):
                 raise usage.UsageError(f"--token-ttl {self['token-ttl']!r}: expected seconds") from None
             if not self["token-ttl"] > 0:
                 raise usage.UsageError("--token-ttl: expected seconds > 0")
+        try:
+            self["token-delay"] = float(self["token-delay"])
+        except ValueError:
+            raise usage.UsageError(f"--token-delay {self['token-delay']!r}: expected seconds") from None
+        if self["token-delay"] < 0:
+            raise usage.UsageError("--token-delay: expected seconds >= 0")
         url = self["server-url"]
         if url is not None and not (url.startswith("https://") or url.startswith("http://")):
             raise usage.UsageError(f"--server-url {url!r}: expected https://host[:port]")
@@ -87,6 +96,7 @@ def build(options: Options, reactor: Any) -> RancherSim:
         url_file=options["url-file"],
         tls_dir=options["tls-dir"],
         token_ttl=options["token-ttl"],
+        token_delay=options["token-delay"],
     )
 
 
