@@ -386,3 +386,35 @@ def test_a_failing_sink_is_dropped_without_breaking_the_write(seed):
     store.watch(PODS, broken, resource_version=str(store.resource_version))
     store.create(PODS, pod("ok"))
     assert store.lookup(PODS, "default", "ok") is not None and store.watcher_count() == 0
+
+
+def test_seed_keeps_complete_objects_without_copying_and_fills_the_rest():
+    complete = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": "a",
+            "namespace": "x",
+            "uid": "u",
+            "creationTimestamp": "2026-01-01T00:00:00Z",
+            "resourceVersion": "40",
+        },
+        "data": {"k": "v"},
+    }
+    partial = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "b", "namespace": "x"},
+        "data": {},
+    }
+    seed = Seed.from_objects([complete, partial])
+    cms = KINDS.by_resource("", "v1", "configmaps")
+    store = Store(seed)
+    assert store.get(cms, "x", "a") is complete
+    filled = store.get(cms, "x", "b")
+    assert filled is not partial and filled["data"] is partial["data"] and "uid" not in partial["metadata"]
+    assert filled["metadata"]["resourceVersion"] == "41" and store.resource_version == 41
+    with pytest.raises(ValueError, match="unknown kind"):
+        Seed.from_objects([{"apiVersion": "v9", "kind": "Nope", "metadata": {"name": "x"}}])
+    with pytest.raises(ValueError, match="needs metadata.namespace"):
+        Seed.from_objects([{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x"}}])

@@ -99,6 +99,19 @@ def _as_type(entry: Entry, rt: ResourceType) -> Entry:
     return Entry(obj)
 
 
+def _complete(obj: dict[str, Any], meta: dict[str, Any], rt: ResourceType) -> bool:
+    """Whether a seed object can be stored as given (nothing to fill in)."""
+    rv = meta.get("resourceVersion")
+    return (
+        isinstance(rv, str)
+        and rv.isdigit()
+        and bool(meta.get("uid"))
+        and bool(meta.get("creationTimestamp"))
+        and obj.get("apiVersion") == rt.api_version
+        and (rt.namespaced or "namespace" not in meta)
+    )
+
+
 class Seed:
     """Objects shared, read-only, by every store built from it (copy-on-write in the stores)."""
 
@@ -122,7 +135,10 @@ class Seed:
         """Build a seed from plain objects (apiVersion, kind, metadata.name[, namespace]).
 
         Missing uid, creationTimestamp and resourceVersion are filled in; resourceVersions count up
-        from `resource_version`.  Unknown kinds raise ValueError naming the object.
+        from `resource_version`.  Unknown kinds raise ValueError naming the object.  Only each object
+        and its metadata are copied: the rest stays shared with `objects`, which must not change later.
+        An object that already has uid, creationTimestamp and a decimal resourceVersion is stored
+        as it is, without any copy (templates shared by many clusters can prepare them so).
         """
         kinds = kinds or Registry()
         created = timestamp(time.time() if now is None else now)
@@ -140,16 +156,23 @@ class Seed:
                 raise ValueError(f"a {rt.kind} without metadata.name")
             if rt.namespaced and not meta.get("namespace"):
                 raise ValueError(f"{rt.kind} {meta['name']!r} needs metadata.namespace")
-            obj = copy.deepcopy(raw)
-            meta = obj["metadata"]
-            if not rt.namespaced:
-                meta.pop("namespace", None)
-            meta.setdefault("uid", make_uid())
-            meta.setdefault("creationTimestamp", created)
-            rv += 1
-            meta["resourceVersion"] = str(rv)
-            if "spec" in obj:
-                meta.setdefault("generation", 1)
+            if _complete(raw, meta, rt):
+                # Already complete (uid, creationTimestamp, resourceVersion): kept as it is, no copy.
+                obj = raw
+                rv = max(rv, int(meta["resourceVersion"]))
+            else:
+                # Shallow copies: nested parts stay shared with the caller's objects (and between
+                # clusters when a template shares them); stored objects are never mutated.
+                obj = dict(raw)
+                meta = obj["metadata"] = dict(meta)
+                if not rt.namespaced:
+                    meta.pop("namespace", None)
+                meta.setdefault("uid", make_uid())
+                meta.setdefault("creationTimestamp", created)
+                rv += 1
+                meta["resourceVersion"] = str(rv)
+                if "spec" in obj:
+                    meta.setdefault("generation", 1)
             buckets.setdefault(rt.storage_key, {})[_key(rt, meta.get("namespace"), meta["name"])] = Entry(obj)
         return cls(buckets, rv)
 
