@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import pytest_twisted
+import yaml
 from twisted.internet import defer, task
 from twisted.internet.protocol import ProcessProtocol
 
@@ -541,3 +542,81 @@ def test_watch_only_sees_each_change(cluster):
         yield task.deferLater(cluster.reactor, 0.1, lambda: None)
     lines = [line.split()[:2] for line in watcher.out.decode().splitlines() if " seen " in f" {line} "]
     assert lines == [["ADDED", "seen"], ["MODIFIED", "seen"], ["MODIFIED", "seen"], ["DELETED", "seen"]]
+
+
+# -- the official Python client, the other real peer ----------------------------------------------------
+
+
+@pytest_twisted.inlineCallbacks
+def test_python_client_writes(cluster):
+    """The `kubernetes` client (blocking, so run in a thread) creates, patches, conflicts and deletes."""
+    from twisted.internet import threads
+
+    def scenario():
+        from kubernetes import client, config
+        from kubernetes.client.rest import ApiException
+
+        api = config.new_client_from_config(config_file=str(cluster.kubeconfig))
+        core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
+        ext, custom = client.ApiextensionsV1Api(api), client.CustomObjectsApi(api)
+        seen = {}
+        body = client.V1ConfigMap(metadata=client.V1ObjectMeta(name="py"), data={"a": "1"})
+        created = core.create_namespaced_config_map("default", body)
+        seen["created_rv"] = created.metadata.resource_version
+        patched = core.patch_namespaced_config_map("py", "default", {"data": {"b": "2"}})
+        seen["patched"] = patched.data
+        stale = client.V1ConfigMap(
+            metadata=client.V1ObjectMeta(name="py", resource_version=created.metadata.resource_version),
+            data={"c": "3"},
+        )
+        try:
+            core.replace_namespaced_config_map("py", "default", stale)
+        except ApiException as exc:
+            seen["conflict"] = (exc.status, exc.reason, "the object has been modified" in exc.body)
+        deleted = core.delete_namespaced_config_map("py", "default")  # a dict in client 37, a model before
+        seen["deleted"] = deleted["status"] if isinstance(deleted, dict) else deleted.status
+
+        dep = client.V1Deployment(
+            metadata=client.V1ObjectMeta(name="pyweb"),
+            spec=client.V1DeploymentSpec(
+                replicas=1,
+                selector=client.V1LabelSelector(match_labels={"app": "pyweb"}),
+                template=client.V1PodTemplateSpec(
+                    metadata=client.V1ObjectMeta(labels={"app": "pyweb"}),
+                    spec=client.V1PodSpec(containers=[client.V1Container(name="c", image="nginx")]),
+                ),
+            ),
+        )
+        apps.create_namespaced_deployment("default", dep)
+        scale = apps.patch_namespaced_deployment_scale("pyweb", "default", {"spec": {"replicas": 4}})
+        seen["scale"] = (scale.spec.replicas, scale.status.selector)
+
+        crd = yaml.safe_load(CRD)
+        ext.create_custom_resource_definition(crd)
+        widget = {
+            "apiVersion": "example.com/v1",
+            "kind": "Widget",
+            "metadata": {"name": "pw"},
+            "spec": {"size": 1},
+        }
+        custom.create_namespaced_custom_object("example.com", "v1", "default", "widgets", widget)
+        custom.patch_namespaced_custom_object(
+            "example.com", "v1", "default", "widgets", "pw", {"spec": {"color": "red"}}
+        )
+        got = custom.get_namespaced_custom_object("example.com", "v1", "default", "widgets", "pw")
+        seen["widget"] = got["spec"]
+        status = custom.patch_namespaced_custom_object_status(
+            "example.com", "v1", "default", "widgets", "pw", {"status": {"ready": True}}
+        )
+        seen["widget_status"] = status["status"]
+        return seen
+
+    seen = yield threads.deferToThread(scenario)
+    assert seen["patched"] == {"a": "1", "b": "2"}
+    assert seen["conflict"] == (409, "Conflict", True)
+    assert seen["deleted"] == "Success"
+    assert seen["scale"] == (4, "app=pyweb")
+    assert seen["widget"] == {"size": 1, "color": "red"}
+    assert seen["widget_status"] == {"ready": True}
+    _, out, _ = yield cluster.kubectl("get", "widgets", "pw", "-o", "jsonpath={.status.ready}")
+    assert out == "true"
