@@ -267,3 +267,25 @@ def test_chunked_refusal_bodies_are_unchunked():
 
     assert _unchunk(b"15\r\nfailed authentication\r\n0\r\n\r\n") == b"failed authentication"
     assert _unchunk(b"5\r\nab") == b"ab"  # as far as it arrived
+
+
+@pytest_twisted.inlineCallbacks
+def test_writes_while_the_websocket_closes_are_dropped_quietly(reactor):
+    server, port, url = yield start_server(reactor)
+    client = yield connect_tunnel(reactor, url, {"X-API-Tunnel-Token": TOKEN}, echo_resolver,
+                                  ca_pem=PKI.ca_pem)
+    try:
+        yield server.when_connected("c-test")
+        talker = Collect()
+        server.dial("c-test", "tcp", "echo:7", Factory.forProtocol(lambda: talker))
+        yield until(reactor, lambda: client.session.connection_ids() == [2])
+        echo = client.session.connections[2].protocol
+        client.sendClose(code=1000, reason="bye")  # autobahn refuses to send from now on
+        echo.transport.write(b"too late")  # must not raise into the protocol
+        ended = yield client.ended
+        assert ended.was_clean
+        reason = yield talker.lost
+        assert isinstance(reason, ConnectionLost)
+        assert talker.received == b""
+    finally:
+        yield shutdown(server, port, client)

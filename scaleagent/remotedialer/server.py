@@ -91,7 +91,9 @@ class TunnelServerProtocol(WebSocketServerProtocol):
         server._added(self)
 
     def _send_message(self, data: bytes) -> None:
-        self.sendMessage(data, isBinary=True)
+        # Between a close frame and onClose autobahn refuses to send; the session ends right after.
+        if self.state == self.STATE_OPEN:
+            self.sendMessage(data, isBinary=True)
 
     def _drop(self, why: str) -> None:
         self.dropConnection(abort=True)

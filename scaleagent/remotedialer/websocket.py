@@ -176,7 +176,9 @@ class TunnelClientProtocol(WebSocketClientProtocol):
     # -- traffic
 
     def _send_message(self, data: bytes) -> None:
-        self.sendMessage(data, isBinary=True)
+        # Between a close frame and onClose autobahn refuses to send; the session ends right after.
+        if self.state == self.STATE_OPEN:
+            self.sendMessage(data, isBinary=True)
 
     def _send_ping(self) -> None:
         self.sendPing(b"")
