@@ -620,3 +620,31 @@ def test_python_client_writes(cluster):
     assert seen["widget_status"] == {"ready": True}
     _, out, _ = yield cluster.kubectl("get", "widgets", "pw", "-o", "jsonpath={.status.ready}")
     assert out == "true"
+
+
+@pytest_twisted.inlineCallbacks
+def test_rancher_agent_manifest_applies_and_reapplies_unchanged(cluster):
+    """What Rancher's clusterdeploy does (rancher-protocol.md §5.8): `kubectl apply -f` of the import
+    manifest, retried later; the Deployment must stay exactly as applied."""
+    from scaleagent.sim.manifest import import_manifest
+
+    manifest = import_manifest(
+        server_url="https://rancher.example", token="t" * 54, cacerts="", server_version="v2.13.1"
+    ).decode()
+    path = cluster.file("agent.yaml", manifest)
+    _, out, _ = yield cluster.kubectl("apply", "-f", path)
+    first = out.splitlines()
+    assert first and all(line.endswith((" created", " configured")) for line in first), out
+    assert "deployment.apps/cattle-cluster-agent created" in first
+    _, out, _ = yield cluster.kubectl("apply", "-f", path)
+    assert out.splitlines() == [line.rsplit(" ", 1)[0] + " unchanged" for line in first]
+    _, out, _ = yield cluster.kubectl(
+        "get",
+        "deployment",
+        "cattle-cluster-agent",
+        "-n",
+        "cattle-system",
+        "-o",
+        "jsonpath={.spec.template.spec.containers[0].name}",
+    )
+    assert out == "cluster-register"
