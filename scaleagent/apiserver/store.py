@@ -51,9 +51,30 @@ def _encode(obj: Any) -> bytes:
 
 
 class Entry:
-    """A stored object (never mutated) and its JSON encoding, made on first use and kept."""
+    """A stored object (never mutated).  `json()` encodes it on every call: most objects are encoded
+    once or twice in their life, and keeping the bytes would cost more memory than the object."""
 
-    __slots__ = ("obj", "_json")
+    __slots__ = ("obj",)
+
+    def __init__(self, obj: dict[str, Any]) -> None:
+        self.obj = obj
+
+    def json(self) -> bytes:
+        return _encode(self.obj)
+
+    @property
+    def resource_version(self) -> int:
+        return int(self.obj["metadata"]["resourceVersion"])
+
+    def __repr__(self) -> str:
+        meta = self.obj.get("metadata", {})
+        return f"{type(self).__name__}({self.obj.get('kind')} {meta.get('namespace', '')}/{meta.get('name')})"
+
+
+class CachedEntry(Entry):
+    """An entry that keeps its encoding: for seeds shared by many clusters, encoded once for all."""
+
+    __slots__ = ("_json",)
 
     def __init__(self, obj: dict[str, Any]) -> None:
         self.obj = obj
@@ -63,14 +84,6 @@ class Entry:
         if self._json is None:
             self._json = _encode(self.obj)
         return self._json
-
-    @property
-    def resource_version(self) -> int:
-        return int(self.obj["metadata"]["resourceVersion"])
-
-    def __repr__(self) -> str:
-        meta = self.obj.get("metadata", {})
-        return f"Entry({self.obj.get('kind')} {meta.get('namespace', '')}/{meta.get('name')})"
 
 
 def timestamp(seconds: float) -> str:
@@ -131,6 +144,7 @@ class Seed:
         resource_version: int = 1,
         now: float | None = None,
         uid: Callable[[], str] | None = None,
+        cache_json: bool = False,
     ) -> Seed:
         """Build a seed from plain objects (apiVersion, kind, metadata.name[, namespace]).
 
@@ -139,6 +153,7 @@ class Seed:
         and its metadata are copied: the rest stays shared with `objects`, which must not change later.
         An object that already has uid, creationTimestamp and a decimal resourceVersion is stored
         as it is, without any copy (templates shared by many clusters can prepare them so).
+        `cache_json=True` keeps each object's JSON once encoded: worth it when many stores share the seed.
         """
         kinds = kinds or Registry()
         created = timestamp(time.time() if now is None else now)
@@ -173,7 +188,8 @@ class Seed:
                 meta["resourceVersion"] = str(rv)
                 if "spec" in obj:
                     meta.setdefault("generation", 1)
-            buckets.setdefault(rt.storage_key, {})[_key(rt, meta.get("namespace"), meta["name"])] = Entry(obj)
+            entry = CachedEntry(obj) if cache_json else Entry(obj)
+            buckets.setdefault(rt.storage_key, {})[_key(rt, meta.get("namespace"), meta["name"])] = entry
         return cls(buckets, rv)
 
     def __len__(self) -> int:

@@ -38,7 +38,7 @@ def seed(extra: Iterable[dict[str, Any]] = (), *, now: float | None = None) -> S
     extra = list(extra)
     if not extra and now is None:
         if _DEFAULT_SEED is None:
-            _DEFAULT_SEED = Seed.from_objects(default_objects())
+            _DEFAULT_SEED = Seed.from_objects(default_objects(), cache_json=True)
         return _DEFAULT_SEED
     return Seed.from_objects([*default_objects(), *extra], now=now)
 
