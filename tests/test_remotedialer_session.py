@@ -580,3 +580,37 @@ class TransportShapeTests(SynchronousTestCase):
         self.assertTrue(t.getTcpNoDelay())
         t.loseWriteConnection()
         self.assertTrue(t.connected)
+
+
+class FuzzTests(SynchronousTestCase):
+    """Whatever the peer sends, the session neither raises nor loses track of its connections."""
+
+    def test_random_message_sequences(self):
+        from hypothesis import given, settings
+        from hypothesis import strategies as st
+
+        kinds = st.sampled_from([t.value for t in MessageType] + [0, 9, -1])
+        one = st.one_of(
+            st.binary(max_size=24),
+            st.builds(lambda c, t, p: msg(c, t, p), st.integers(-3, 6), kinds,
+                      st.sampled_from([b"", b"EOF", b"tcp/10.43.0.1:443", b"tcp/127.0.0.1:7", b"x" * 20,
+                                       b"\x02\x00\x00\x00\x00\x00\x00\x00", b"junk"])),
+        )
+
+        @settings(max_examples=150, deadline=None)
+        @given(st.lists(one, max_size=40), st.booleans())
+        def run(messages, client):
+            h = Harness(client=client)
+            for m in messages:
+                h.session.message_received(m)
+                h.clock.advance(0)
+            for conn_id, transport in h.session.connections.items():
+                self.assertEqual(transport.conn_id, conn_id)
+                self.assertTrue(transport.connected)
+            h.session.close("end")
+            h.clock.advance(0)
+            for factory in h.factories.values():
+                for p in factory.built:
+                    self.assertEqual(p.lost_count, 1 if p.made else 0)
+
+        run()
