@@ -315,3 +315,27 @@ def test_unknown_paths_get_gos_404(api):
         "text/plain; charset=utf-8",
         b"404 page not found\n",
     )
+
+
+def test_ranchers_local_cluster_is_listed_active_and_undeletable():
+    backend = FakeBackend()
+    backend.store = SimStore(backend.clock, rng=random.Random(2), with_local=True)
+    stub = StubTreq(Root(ManagementAPI(backend), None))
+    _, listing = jcall(stub, "GET", "/v3/clusters")
+    [local] = listing["data"]
+    assert (local["id"], local["name"], local["state"], local["internal"]) == (
+        "local",
+        "local",
+        "active",
+        True,
+    )
+    code, body = jcall(stub, "POST", "/v3/clusters", body={"name": "local"})
+    assert (code, body["code"]) == (422, "NotUnique")
+    code, body = jcall(stub, "DELETE", "/v3/clusters/local")
+    assert (code, body["code"]) == (400, "BadRequest")
+    assert body["message"].endswith("denied the request: local cluster may not be deleted")
+    _, created = jcall(stub, "POST", "/v3/clusters", body={"name": "sim-00001"})
+    assert [c["name"] for c in jcall(stub, "GET", "/v3/clusters")[1]["data"]] == ["local", "sim-00001"]
+    _, status = jcall(stub, "GET", "/sim/clusters")
+    assert [c["name"] for c in status["clusters"]] == ["sim-00001"]
+    assert status["counts"] == {"pending": 1, "active": 0, "unavailable": 0}

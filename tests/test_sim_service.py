@@ -86,6 +86,8 @@ async def test_every_endpoint_and_error_over_tls(reactor, tmp_path):
         assert (code, body["code"], body["status"]) == (422, "NotUnique", 422)
         code, listing = await request(http, "GET", url + "/v3/clusters?name=s-1", token)
         assert [c["id"] for c in listing["data"]] == [cluster["id"]]
+        code, everything = await request(http, "GET", url + "/v3/clusters", token)
+        assert [c["name"] for c in everything["data"]] == ["local", "s-1"]  # Rancher's own cluster is listed
         code, got = await request(http, "GET", f"{url}/v3/clusters/{cluster['id']}", token)
         assert code == 200 and got["name"] == "s-1"
         code, body = await request(http, "GET", url + "/v3/clusters/c-zzzzz", token)

@@ -44,6 +44,7 @@ from scaleagent.sim.store import (
     Cluster,
     NotFound,
     NotUnique,
+    Protected,
     RegistrationToken,
     SimStore,
 )
@@ -53,6 +54,10 @@ log = logger()
 JSON = b"application/json"
 NOT_FOUND_TEXT = b"404 page not found\n"  # Go's http.NotFound
 MUST_AUTHENTICATE = {"type": "error", "status": "401", "message": "must authenticate"}
+LOCAL_NOT_DELETABLE = (
+    'admission webhook "rancher.cattle.io.clusters.management.cattle.io" denied the request: '
+    "local cluster may not be deleted"
+)
 MAX_BODY = 1024 * 1024  # Rancher's default public API body limit
 
 
@@ -229,7 +234,10 @@ class ManagementAPI(Resource):
             if method == "DELETE":
                 cluster = self._cluster(rest[1])
                 body = self.cluster_json(request, cluster)
-                self._backend.delete_cluster(cluster.id)
+                try:
+                    self._backend.delete_cluster(cluster.id)
+                except Protected:
+                    raise APIError(400, "BadRequest", LOCAL_NOT_DELETABLE) from None
                 body.update(state="removing", transitioning="yes", transitioningMessage="")
                 return self._json(request, 200, body)
             raise self._method_not_allowed(method)
@@ -320,7 +328,7 @@ class ManagementAPI(Resource):
             "description": cluster.description,
             "driver": cluster.driver,
             "id": cluster.id,
-            "internal": False,
+            "internal": cluster.internal,
             "labels": dict(cluster.labels),
             "links": {
                 "self": url,
@@ -379,9 +387,10 @@ class ManagementAPI(Resource):
             found = (store.find_cluster(c["value"]) for c in filters["name"])
             candidates = list({id(c): c for c in found if c is not None}.values())
         elif filters["id"]:
-            candidates = [c for c in store.clusters() if c.id in {f["value"] for f in filters["id"]}]
+            wanted = {f["value"] for f in filters["id"]}
+            candidates = [c for c in store.clusters(internal=True) if c.id in wanted]
         else:
-            candidates = store.clusters()
+            candidates = store.clusters(internal=True)
         data = [self.cluster_json(request, c) for c in candidates]
         data = [item for item in data if self._matches(item, filters)]
         return self._collection(request, "/v3/clusters", "cluster", data, filters)

@@ -102,12 +102,15 @@ class RancherSim(Service):
         token_ttl: float | None = None,
         summary_interval: float = 10.0,
         token_delay: float = 0.0,
+        with_local: bool = True,
     ) -> None:
         self.reactor = reactor
         self._rng = rng if rng is not None else random.SystemRandom()
         self.listen_description = listen
         self.server_version = server_version
-        self.store = SimStore(reactor, rng=self._rng, grace_period=grace_period, readiness=readiness)
+        self.store = SimStore(
+            reactor, rng=self._rng, grace_period=grace_period, readiness=readiness, with_local=with_local
+        )
         self.api_token = api_token or _reuse_token(token_file) or generate_api_token(self._rng)
         self.creator_id = "user-" + random_string(ID_SUFFIX_LENGTH, self._rng)
         self._configured_url = server_url.rstrip("/") if server_url else None

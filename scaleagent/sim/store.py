@@ -63,6 +63,10 @@ class NotFound(Exception):
     """No such cluster or token."""
 
 
+class Protected(Exception):
+    """The cluster may not be deleted (Rancher's webhook protects the `local` cluster)."""
+
+
 def random_string(length: int, rng: Any) -> str:
     """`length` characters of Rancher's random alphabet."""
     return "".join(rng.choice(ALPHABET) for _ in range(length))
@@ -101,6 +105,7 @@ class Cluster:
     state: str = PENDING
     ever_active: bool = False
     removed: bool = False
+    internal: bool = False  # Rancher's own "local" cluster
     # Open sessions per tunnel kind; Rancher keeps a list of sessions per client key.
     sessions: dict[str, int] = field(default_factory=lambda: {MAIN: 0, STEVE: 0})
     params: ClusterParams | None = None
@@ -158,6 +163,7 @@ class SimStore:
         rng: Any = None,
         grace_period: float = DEFAULT_GRACE_PERIOD,
         readiness: Readiness = always_ready,
+        with_local: bool = False,
     ) -> None:
         self._clock = clock
         self._rng = rng if rng is not None else random.SystemRandom()
@@ -173,6 +179,8 @@ class SimStore:
         # Create each cluster's `default-token` with it; False leaves that to the caller (the service
         # delays it, as Rancher's controller does).
         self.default_token = True
+        if with_local:
+            self._add_local()
 
     # -- listeners -----------------------------------------------------------------------------------
 
@@ -235,6 +243,25 @@ class SimStore:
         self._emit(CREATED, cluster)
         return cluster
 
+    def _add_local(self) -> None:
+        """Rancher's own cluster, always there and always active; it is not one of ours."""
+        local = Cluster(
+            id="local",
+            name="local",
+            uuid=self._new_uuid(),
+            created=self.now(),
+            driver="imported",
+            state=ACTIVE,
+            ever_active=True,
+            internal=True,
+        )
+        for type_ in ("Provisioned", "Connected", "Ready"):
+            self._set_condition(local, type_, "True")
+        self._clusters[local.id] = local
+        self._by_name[local.name] = local.id
+        self._tokens[local.id] = []
+        self.create_token(local.id, DEFAULT_TOKEN_NAME)
+
     def get_cluster(self, cluster_id: str) -> Cluster:
         try:
             return self._clusters[cluster_id]
@@ -247,13 +274,15 @@ class SimStore:
         cluster = self._clusters.get(cluster_id) if cluster_id else None
         return cluster if cluster is not None and cluster.name == name else None
 
-    def clusters(self) -> list[Cluster]:
-        """All clusters, oldest first."""
-        return list(self._clusters.values())
+    def clusters(self, *, internal: bool = False) -> list[Cluster]:
+        """Imported clusters, oldest first; with `internal`, Rancher's `local` cluster too (first)."""
+        return [c for c in self._clusters.values() if internal or not c.internal]
 
     def delete_cluster(self, cluster_id: str) -> Cluster:
         """Remove a cluster and its tokens; listeners (the tunnel server) close its sessions."""
         cluster = self.get_cluster(cluster_id)
+        if cluster.internal:
+            raise Protected(cluster_id)
         del self._clusters[cluster_id]
         del self._by_name[cluster.name.lower()]
         for crt in self._tokens.pop(cluster_id, []):
@@ -431,7 +460,7 @@ class SimStore:
 
     def evaluate(self, cluster: Cluster) -> str:
         """Recompute the cluster's state from its tunnels and the readiness hook; returns the state."""
-        if cluster.removed:
+        if cluster.removed or cluster.internal:
             return cluster.state
         both = cluster.connected(MAIN) and cluster.connected(STEVE)
         ready = False
@@ -474,6 +503,8 @@ class SimStore:
         """Clusters per state."""
         counts = {PENDING: 0, ACTIVE: 0, UNAVAILABLE: 0}
         for cluster in self._clusters.values():
+            if cluster.internal:
+                continue
             counts[cluster.state] = counts.get(cluster.state, 0) + 1
         return counts
 

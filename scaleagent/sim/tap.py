@@ -48,7 +48,10 @@ class Options(usage.Options):
     optParameters.append(
         ["token-delay", None, "0", "Seconds until a new cluster's default-token exists (Rancher: a moment)."]
     )
-    optFlags = [["no-tls", None, "Serve plain HTTP (debugging only; agents expect https)."]]
+    optFlags = [
+        ["no-tls", None, "Serve plain HTTP (debugging only; agents expect https)."],
+        ["no-local", None, "Leave out Rancher's own `local` cluster (listed, active, undeletable)."],
+    ]
 
     def postOptions(self) -> None:  # noqa: N802 (Twisted's name)
         try:
@@ -97,6 +100,7 @@ def build(options: Options, reactor: Any) -> RancherSim:
         tls_dir=options["tls-dir"],
         token_ttl=options["token-ttl"],
         token_delay=options["token-delay"],
+        with_local=not options["no-local"],
     )
 
 
