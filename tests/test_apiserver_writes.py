@@ -611,3 +611,39 @@ def test_bad_propagation_policy_is_422(c):
     c.call("POST", c.rt("", "v1", "configmaps"), "default", body=cm())
     err = c.error("DELETE", c.rt("", "v1", "configmaps"), "default", "cfg", {"propagationPolicy": "Sideways"})
     assert err.code == 422 and "propagationPolicy" in err.message
+
+
+# -- defaults and refusals of a real apiserver ------------------------------------------------------
+
+
+def test_defaults_on_create(c):
+    ns, svcs, pods = c.rt("", "v1", "namespaces"), c.rt("", "v1", "services"), c.rt("", "v1", "pods")
+    _, out = c.call("POST", ns, body={"metadata": {"name": "fresh"}})
+    assert out["status"] == {"phase": "Active"} and out["spec"] == {"finalizers": ["kubernetes"]}
+    assert out["metadata"]["labels"] == {"kubernetes.io/metadata.name": "fresh"}
+    svc = {"metadata": {"name": "web"}, "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}}
+    _, a = c.call("POST", svcs, "default", body=svc)
+    _, b = c.call("POST", svcs, "default", body={**svc, "metadata": {"name": "other"}})
+    assert a["spec"]["type"] == "ClusterIP" and a["spec"]["ports"] == [
+        {"port": 80, "protocol": "TCP", "targetPort": 80}
+    ]
+    assert a["spec"]["clusterIP"].startswith("10.43.") and a["spec"]["clusterIPs"] == [a["spec"]["clusterIP"]]
+    assert a["spec"]["clusterIP"] != b["spec"]["clusterIP"]
+    replaced = {**svc, "metadata": {"name": "web"}, "spec": {"ports": [{"port": 81}]}}
+    _, again = c.call("PUT", svcs, "default", "web", replaced)
+    assert again["spec"]["clusterIP"] == a["spec"]["clusterIP"], "an update keeps the allocated address"
+    _, pod = c.call("POST", pods, "default", body={"metadata": {"name": "p"}, "spec": {"containers": []}})
+    assert pod["status"] == {"phase": "Pending"}
+
+
+def test_refusals(c):
+    ns, cms = c.rt("", "v1", "namespaces"), c.rt("", "v1", "configmaps")
+    err = c.error("DELETE", ns, name="kube-system")
+    assert (err.code, err.message) == (
+        403,
+        'namespaces "kube-system" is forbidden: this namespace may not be deleted',
+    )
+    err = c.error("POST", cms, "default", body={"metadata": {"name": "x", "resourceVersion": "5"}})
+    assert (err.code, err.message) == (400, "resourceVersion should not be set on objects to be created")
+    err = c.error("POST", cms, "default", body=cm(), query={"dryRun": "Some"})
+    assert err.code == 400 and "dryRun" in err.message

@@ -259,6 +259,12 @@ def test_apply_crd_then_manifest_twice(cluster):
     assert out.splitlines() == [f"{name} unchanged" for name in APPLIED]
     _, out, _ = yield cluster.kubectl("get", "wd", "-n", "demo", "-o", "jsonpath={.items[*].spec.size}")
     assert out == "3"
+    _, out, _ = yield cluster.kubectl(
+        "get", "service", "web", "-n", "demo", "-o", "jsonpath={.spec.clusterIP}"
+    )
+    assert re.fullmatch(r"10\.43\.\d+\.\d+", out), "the apiserver allocated a cluster IP"
+    code, _, err = yield cluster.kubectl("delete", "namespace", "kube-system", ok=False)
+    assert code == 1 and 'namespaces "kube-system" is forbidden: this namespace may not be deleted' in err
     # a changed manifest is configured, and only the changed objects say so
     yield cluster.kubectl("apply", "-f", cluster.file("m2.yaml", MANIFEST.replace("size: 3", "size: 4")))
     _, out, _ = yield cluster.kubectl(

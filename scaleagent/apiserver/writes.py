@@ -73,7 +73,10 @@ class Writer:
         self.req = req
         self.rt: ResourceType = req.rt
         self.store: Store = req.store
-        self.dry_run: bool = req.param("dryRun") == "All"
+        dry_run = req.param("dryRun")
+        if dry_run not in ("", "All"):
+            raise status.bad_request(f'dryRun: Unsupported value: "{dry_run}": supported values: "All"')
+        self.dry_run: bool = dry_run == "All"
         self.now = _now(req)
         self.propagation = "Background"
 
@@ -191,6 +194,8 @@ class Writer:
 
     def create(self) -> tuple[int, dict[str, Any]]:
         obj = self._object_body(name=None)
+        if obj["metadata"].get("resourceVersion"):
+            raise status.bad_request("resourceVersion should not be set on objects to be created")
         self._check_name(obj)
         return 201, self._create(obj)
 
@@ -201,6 +206,7 @@ class Writer:
         for key in ("deletionTimestamp", "deletionGracePeriodSeconds", "managedFields"):
             meta.pop(key, None)
         meta.pop("resourceVersion", None)
+        obj = apply_defaults(self.store, rt, obj)
         obj = self._settle(obj)
         manager = self._manager()
         if manager:
@@ -349,6 +355,7 @@ class Writer:
             self._check_name(merged)
             managed = merged["metadata"].get("managedFields")
             self._check_namespace(merged)
+            merged = apply_defaults(self.store, self.rt, merged)
             merged = self._settle(merged)
             if self._is_crd():
                 self._validate_crd(merged)
@@ -400,6 +407,7 @@ class Writer:
         if self._is_crd():
             self._validate_crd(new)
             new = _crd_accepted(new)
+        _keep_allocated(rt, old, new)
         if "generation" in old_meta:  # what the store will assign; status reports it as observed
             meta["generation"] = old_meta["generation"] + (new.get("spec") != old.get("spec"))
         new = self._settle(new)
@@ -573,6 +581,13 @@ class Writer:
         options = self._delete_options()
         pre = options.get("preconditions") or {}
         name = self.req.name
+        if self.rt.storage_key == ("", "namespaces") and name in IMMORTAL_NAMESPACES:
+            raise status.forbidden(
+                f'namespaces "{name}" is forbidden: this namespace may not be deleted',
+                group="",
+                kind="namespaces",
+                name=name,
+            )
         obj = self.store.get(self.rt, self.req.namespace, name)
         meta = obj["metadata"]
         if pre.get("uid") and pre["uid"] != meta.get("uid"):
@@ -832,6 +847,88 @@ def _maybe_finish_namespace(store: Store, name: str) -> bool:
             return False
     store.delete(ns_type, None, name)
     return True
+
+
+# --------------------------------------------------------------------------------------------------
+# Defaults a real apiserver fills in on create
+
+IMMORTAL_NAMESPACES = frozenset({"default", "kube-system", "kube-public"})
+SERVICE_CIDR_PREFIX = "10.43."  # the k3s/RKE2 default service network (10.43.0.0/16)
+
+
+def apply_defaults(store: Store, rt: ResourceType, obj: dict[str, Any]) -> dict[str, Any]:
+    """The defaulting a client sees in the created object, for the kinds where it shows (kubectl get).
+
+    Namespaces: phase Active, the `kubernetes` finalizer, the `kubernetes.io/metadata.name` label.
+    Services: type ClusterIP with an allocated cluster IP, TCP ports targeting themselves.
+    Pods: phase Pending (no kubelet runs them).
+    """
+    key = rt.storage_key
+    if key == ("", "namespaces"):
+        out = copy.deepcopy(obj)
+        meta = out["metadata"]
+        meta["labels"] = {**(meta.get("labels") or {}), "kubernetes.io/metadata.name": meta["name"]}
+        spec = out.setdefault("spec", {})
+        if isinstance(spec, dict):
+            spec.setdefault("finalizers", ["kubernetes"])
+        status_ = out.setdefault("status", {})
+        if isinstance(status_, dict):
+            status_.setdefault("phase", "Active")
+        return out
+    if key == ("", "services") and isinstance(obj.get("spec"), dict):
+        out = copy.deepcopy(obj)
+        spec = out["spec"]
+        spec.setdefault("type", "ClusterIP")
+        spec.setdefault("sessionAffinity", "None")
+        for port in spec.get("ports") or ():
+            if isinstance(port, dict):
+                port.setdefault("protocol", "TCP")
+                if "port" in port:
+                    port.setdefault("targetPort", port["port"])
+        if spec["type"] != "ExternalName" and not spec.get("clusterIP"):
+            spec["clusterIP"] = _allocate_cluster_ip(store, rt, out)
+        if spec.get("clusterIP") and spec["clusterIP"] != "None":
+            spec.setdefault("clusterIPs", [spec["clusterIP"]])
+            spec.setdefault("ipFamilies", ["IPv4"])
+            spec.setdefault("ipFamilyPolicy", "SingleStack")
+        spec.setdefault("internalTrafficPolicy", "Cluster")
+        return out
+    if key == ("", "pods") and not (obj.get("status") or {}).get("phase"):
+        out = dict(obj)
+        out["status"] = {**(obj.get("status") or {}), "phase": "Pending"}
+        return out
+    return obj
+
+
+def _allocate_cluster_ip(store: Store, rt: ResourceType, svc: dict[str, Any]) -> str:
+    """A free address in the service network, stable for a given namespace/name when it is free."""
+    used = {
+        (o.get("spec") or {}).get("clusterIP")
+        for o in store.list(rt).objects()
+        if isinstance(o.get("spec"), dict)
+    }
+    meta = svc["metadata"]
+    seed = sum(
+        ord(ch) * (i + 1) for i, ch in enumerate(f"{meta.get('namespace', '')}/{meta.get('name', '')}")
+    )
+    for attempt in range(65_000):
+        n = (seed + attempt * 7919) % 65_024 + 256  # skip 10.43.0.x (the apiserver lives at .0.1)
+        address = f"{SERVICE_CIDR_PREFIX}{n // 256}.{n % 256}"
+        if address not in used:
+            return address
+    raise status.internal_error("the service network is full")
+
+
+def _keep_allocated(rt: ResourceType, old: dict[str, Any], new: dict[str, Any]) -> None:
+    """An update that omits a Service's allocated addresses keeps them (they are immutable)."""
+    if rt.storage_key != ("", "services"):
+        return
+    old_spec, new_spec = old.get("spec") or {}, new.get("spec")
+    if not isinstance(new_spec, dict):
+        return
+    for key in ("clusterIP", "clusterIPs"):
+        if key in old_spec and not new_spec.get(key):
+            new_spec[key] = copy.deepcopy(old_spec[key])
 
 
 # --------------------------------------------------------------------------------------------------
