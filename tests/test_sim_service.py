@@ -315,6 +315,28 @@ async def test_twistd_ranchersim_starts_serves_and_stops_on_sigterm(reactor, tmp
     assert token not in output  # the API token never reaches the log
 
 
+@pytest_twisted.ensureDeferred
+async def test_twistd_ranchersim_on_a_busy_port_is_one_line_and_fails(reactor, tmp_path):
+    busy = await start_ranchersim(reactor)
+    port = busy.port.getHost().port
+    proto = Collect()
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["HOME"] = str(tmp_path)
+    listen = f"tcp:{port}:interface=127.0.0.1"
+    args = [sys.executable, "-c", BOOTSTRAP, str(ROOT), "-n", "--pidfile=", "ranchersim", "--listen", listen]
+    try:
+        reactor.spawnProcess(proto, sys.executable, args, env=env, path=str(tmp_path))
+        code = await proto.ended.addTimeout(30, reactor)
+    finally:
+        await busy.stop()
+    output = proto.out.decode()
+    last = output.strip().splitlines()[-1]
+    assert code != 0
+    # twistd logs its own start lines first; then ours ends the start, with no traceback.
+    assert f"ranchersim: cannot listen on {listen}: " in last and "Address already in use" in last
+    assert "Traceback" not in output
+
+
 def test_tap_options():
     from twisted.python.usage import UsageError
 

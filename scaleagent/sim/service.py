@@ -244,10 +244,23 @@ class RancherSim(Service):
         if self._files["url"]:
             atomic_write(Path(self._files["url"]), (self.server_url + "\n").encode(), mode=PUBLIC)
 
+    def _start_listening(self) -> None:
+        if self._listening is None:
+            self._listening = defer.ensureDeferred(self.listen())
+            self._listening.addBoth(self._listen_done)
+
+    def privilegedStartService(self) -> None:  # noqa: N802 (Twisted's name)
+        """twistd calls this before the reactor runs: binding here lets a busy port end the start
+        with one line and a non-zero exit instead of an idle process."""
+        super().privilegedStartService()
+        self._start_listening()
+        if self.exit_on_listen_failure and isinstance(self._listen_result, Failure):
+            error = self._listen_result.getErrorMessage()
+            raise SystemExit(f"ranchersim: cannot listen on {self.listen_description}: {error}")
+
     def startService(self) -> None:  # noqa: N802 (Twisted's name)
         super().startService()
-        self._listening = defer.ensureDeferred(self.listen())
-        self._listening.addBoth(self._listen_done)
+        self._start_listening()
         if self.summary_interval > 0:
             self._summary_loop = task.LoopingCall(self.log_summary)
             self._summary_loop.clock = self.reactor
@@ -306,9 +319,17 @@ class RancherSim(Service):
 
     def _listen_done(self, result: Any) -> None:
         if isinstance(result, Failure) and not result.check(defer.CancelledError):
-            log.failure("ranchersim: cannot listen on {listen}", result, listen=self.listen_description)
-            if self.exit_on_listen_failure and self.reactor.running:
-                self.reactor.stop()
+            if self.exit_on_listen_failure:
+                # Reported by privilegedStartService when it fails at once; otherwise end the process.
+                if self.reactor.running:
+                    log.error(
+                        "ranchersim: cannot listen on {listen}: {error}",
+                        listen=self.listen_description,
+                        error=result.getErrorMessage(),
+                    )
+                    self.reactor.stop()
+            else:
+                log.failure("ranchersim: cannot listen on {listen}", result, listen=self.listen_description)
         self._listen_result = result
         waiters, self._waiters = self._waiters, []
         for waiter in waiters:
