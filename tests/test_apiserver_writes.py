@@ -647,3 +647,38 @@ def test_refusals(c):
     assert (err.code, err.message) == (400, "resourceVersion should not be set on objects to be created")
     err = c.error("POST", cms, "default", body=cm(), query={"dryRun": "Some"})
     assert err.code == 400 and "dryRun" in err.message
+
+
+# -- POST-only resources ------------------------------------------------------------------------------
+
+
+def test_eviction_and_binding(c):
+    pods = c.rt("", "v1", "pods")
+    c.call("POST", pods, "default", body={"metadata": {"name": "p"}, "spec": {"containers": []}})
+    binding = {
+        "apiVersion": "v1",
+        "kind": "Binding",
+        "metadata": {"name": "p"},
+        "target": {"kind": "Node", "name": "node-1"},
+    }
+    code, out = c.call("POST", pods, "default", "p", binding, sub="binding")
+    assert (code, out["status"]) == (201, "Success")
+    assert c.store.get(pods, "default", "p")["spec"]["nodeName"] == "node-1"
+    err = c.error("POST", c.rt("", "v1", "bindings"), "default", body=binding)
+    assert err.code == 409 and 'already assigned to node "node-1"' in err.message
+    eviction = {
+        "apiVersion": "policy/v1",
+        "kind": "Eviction",
+        "metadata": {"name": "p", "namespace": "default"},
+    }
+    code, out = c.call("POST", pods, "default", "p", eviction, sub="eviction")
+    assert (code, out["status"]) == (201, "Success")
+    assert c.store.lookup(pods, "default", "p") is None
+
+
+def test_reviews_are_answered_not_stored(c):
+    reviews = c.rt("authorization.k8s.io", "v1", "selfsubjectaccessreviews")
+    body = {"spec": {"resourceAttributes": {"verb": "list", "resource": "pods"}}}
+    code, out = c.call("POST", reviews, body=body)
+    assert code == 201 and out["status"]["allowed"] is True
+    assert c.store.list(reviews).items == []

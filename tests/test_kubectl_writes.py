@@ -654,3 +654,38 @@ def test_rancher_agent_manifest_applies_and_reapplies_unchanged(cluster):
         "jsonpath={.spec.template.spec.containers[0].name}",
     )
     assert out == "cluster-register"
+
+
+@pytest_twisted.inlineCallbacks
+def test_drain_cordons_and_evicts(cluster):
+    """`kubectl drain` (as Rancher's UI drains a node): strategic patch to cordon, then pod evictions."""
+    objects = """
+    apiVersion: v1
+    kind: Node
+    metadata:
+      name: node-1
+      labels:
+        kubernetes.io/hostname: node-1
+    ---
+    apiVersion: v1
+    kind: Pod
+    metadata:
+      name: lonely
+      namespace: default
+    spec:
+      nodeName: node-1
+      containers:
+      - name: c
+        image: busybox
+    """
+    yield cluster.create(objects)
+    _, out, err = yield cluster.kubectl("drain", "node-1", "--force", "--timeout=30s")
+    assert "node/node-1 cordoned" in out
+    assert "pod/lonely evicted" in out
+    assert "node/node-1 drained" in out
+    _, out, _ = yield cluster.kubectl("get", "node", "node-1", "-o", "jsonpath={.spec.unschedulable}")
+    assert out == "true"
+    _, out, err = yield cluster.kubectl("get", "pods", "-n", "default")
+    assert "No resources found in default namespace." in err
+    _, out, _ = yield cluster.kubectl("uncordon", "node-1")
+    assert out.strip() == "node/node-1 uncordoned"

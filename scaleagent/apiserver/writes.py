@@ -26,8 +26,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from scaleagent.apiserver import controllers, status
 from scaleagent.apiserver import patch as patches
-from scaleagent.apiserver import status
 from scaleagent.apiserver.kinds import ResourceType, Subresource, split_api_version
 from scaleagent.apiserver.selectors import parse_labels
 from scaleagent.apiserver.status import ApiError
@@ -56,7 +56,14 @@ _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9
 
 
 def handle(req: Any) -> tuple[int, dict[str, Any]]:
-    """Serve one write request (see module docstring); `req` is an `ApiRequest`."""
+    """Serve one write request (see module docstring); `req` is an `ApiRequest`.
+
+    The POST-only virtual resources (TokenRequest, token and access reviews) belong to `controllers`;
+    they are handed there even when the caller routes them here, so they are never stored.
+    """
+    handler = controllers.handler_for(req)
+    if handler is not None:
+        return handler(req)
     return Writer(req).run()
 
 
@@ -86,6 +93,10 @@ class Writer:
         method, sub, name = self.req.method, self.req.subresource, self.req.name
         if sub is None:
             if method == "POST" and name is None:
+                if self.rt.storage_key == ("", "bindings"):
+                    return self.bind(None)
+                if self.rt.verbs == ("create",):
+                    return self.virtual()
                 return self._verb("create", self.create)
             if method == "PUT" and name is not None:
                 return self._verb("update", self.update)
@@ -103,6 +114,8 @@ class Writer:
             if sub == "scale":
                 return 200, self._scale_of(self.store.get(self.rt, self.req.namespace, name))
             raise status.method_not_allowed()
+        if method == "POST" and self.rt.storage_key == ("", "pods") and sub in ("eviction", "binding"):
+            return self.evict() if sub == "eviction" else self.bind(name)
         if sub in ("status", "scale") and method in ("PUT", "PATCH"):
             verb = "update" if method == "PUT" else "patch"
             if verb not in resource.verbs:
@@ -540,6 +553,61 @@ class Writer:
         new = self._record(old, new)
         stored = self.store.replace(self.rt, new, namespace=self.req.namespace, dry_run=self.dry_run)
         return 200, self._scale_of(stored)
+
+    # -- POST-only resources -------------------------------------------------------------------------
+
+    def virtual(self) -> tuple[int, dict[str, Any]]:
+        """A create-only kind nothing here computes: answered as sent, never stored."""
+        obj = self._object_body(name=None)
+        obj.setdefault("status", {})
+        return 201, obj
+
+    def _success(self, code: int = 201) -> dict[str, Any]:
+        return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": code}
+
+    def evict(self) -> tuple[int, dict[str, Any]]:
+        """`pods/<name>/eviction` (kubectl drain): the pod is deleted; no disruption budget applies."""
+        name = self.req.name
+        body = self._body()
+        if not isinstance(body, dict):
+            raise status.bad_request("the request body must be an Eviction object")
+        sent = (body.get("metadata") or {}).get("name")
+        if sent and sent != name:
+            raise status.bad_request(f"name in URL does not match name in Eviction object ({sent} != {name})")
+        pod = self.store.get(self.rt, self.req.namespace, name)
+        options = body.get("deleteOptions") or {}
+        if "All" in (options.get("dryRun") or ()):
+            self.dry_run = True
+        delete_object(self.store, self.rt, pod, now=self.now, dry_run=self.dry_run)
+        return 201, self._success()
+
+    def bind(self, name: str | None) -> tuple[int, dict[str, Any]]:
+        """A Binding (`pods/<name>/binding` or `bindings`): what the scheduler does, set spec.nodeName."""
+        body = self._body()
+        if not isinstance(body, dict):
+            raise status.bad_request("the request body must be a Binding object")
+        pod_name = name or (body.get("metadata") or {}).get("name") or ""
+        target = body.get("target") if isinstance(body.get("target"), dict) else {}
+        node = target.get("name")
+        if not node:
+            raise status.invalid(
+                "",
+                "Binding",
+                pod_name,
+                [{"reason": "FieldValueRequired", "message": "Required value", "field": "target.name"}],
+            )
+        pods = self.store.kinds.by_resource("", "v1", "pods")
+        assert pods is not None
+        pod = self.store.get(pods, self.req.namespace, pod_name)
+        assigned = (pod.get("spec") or {}).get("nodeName")
+        if assigned:
+            raise status.conflict(
+                "", "pods", pod_name, f'pod {pod_name} is already assigned to node "{assigned}"'
+            )
+        bound = copy.deepcopy(pod)
+        bound.setdefault("spec", {})["nodeName"] = node
+        self.store.replace(pods, bound, check_resource_version=False, dry_run=self.dry_run)
+        return 201, self._success()
 
     # -- delete --------------------------------------------------------------------------------------
 
