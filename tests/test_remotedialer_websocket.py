@@ -289,3 +289,25 @@ def test_writes_while_the_websocket_closes_are_dropped_quietly(reactor):
         assert talker.received == b""
     finally:
         yield shutdown(server, port, client)
+
+
+@pytest_twisted.inlineCallbacks
+def test_plain_ws_and_the_register_path(reactor):
+    """ws:// (no TLS) works too, and a leaf resource serves sub-paths such as /v3/connect/register."""
+    server = TunnelServer(reactor, rancher_like_authorizer)
+    root = Resource()
+    v3 = Resource()
+    root.putChild(b"v3", v3)
+    v3.putChild(b"connect", server.resource)
+    site = Site(root)
+    port = yield endpoints.TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(site)
+    url = f"ws://127.0.0.1:{port.getHost().port}/v3/connect/register"
+    client = yield connect_tunnel(reactor, url, {"X-API-Tunnel-Token": TOKEN}, echo_resolver)
+    try:
+        yield server.when_connected("c-test")
+        talker = Collect(b"plain " * 50000)  # big enough to fill the socket buffers
+        server.dial("c-test", "tcp", "echo:7", Factory.forProtocol(lambda: talker))
+        yield until(reactor, lambda: len(talker.received) == len(talker.greeting))
+        assert talker.received == talker.greeting
+    finally:
+        yield shutdown(server, port, client)
