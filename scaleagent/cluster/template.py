@@ -1418,6 +1418,13 @@ class _ClusterBuild:
         if parts is None:
             parts = cache[parts_key] = ([_owner(replica_set)], f"{rs_name}-", _qos(containers))
         owners, generate_name, qos = parts
+        # Pods of one ReplicaSet on one node have the same spec; the node's host IPs are the same too.
+        spec = self.local.get(("spec", parts_key, node))
+        if spec is None:
+            spec = self.local[("spec", parts_key, node)] = {**template["spec"], "nodeName": node_name}
+        host_ips = self.local.get(("host-ips", node))
+        if host_ips is None:
+            host_ips = self.local[("host-ips", node)] = [{"ip": self.node_ips[node]}]
         pod = {
             "apiVersion": "v1",
             "kind": "Pod",
@@ -1429,12 +1436,12 @@ class _ClusterBuild:
                 owners=owners,
                 generate_name=generate_name,
             ),
-            "spec": {**template["spec"], "nodeName": node_name},
+            "spec": spec,
             "status": {
                 "phase": "Running",
                 "conditions": self.b._shared(("pod-conditions",), self._pod_conditions),
                 "hostIP": self.node_ips[node],
-                "hostIPs": [{"ip": self.node_ips[node]}],
+                "hostIPs": host_ips,
                 "podIP": pod_ip,
                 "podIPs": [{"ip": pod_ip}],
                 "qosClass": qos,
