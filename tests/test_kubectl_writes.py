@@ -689,3 +689,72 @@ def test_drain_cordons_and_evicts(cluster):
     assert "No resources found in default namespace." in err
     _, out, _ = yield cluster.kubectl("uncordon", "node-1")
     assert out.strip() == "node/node-1 uncordoned"
+
+
+@pytest_twisted.inlineCallbacks
+def test_replace_status_subresource_and_delete_by_file(cluster):
+    sts = """
+    apiVersion: apps/v1
+    kind: StatefulSet
+    metadata:
+      name: db
+      namespace: default
+    spec:
+      replicas: 1
+      serviceName: db
+      selector:
+        matchLabels:
+          app: db
+      template:
+        metadata:
+          labels:
+            app: db
+        spec:
+          containers:
+          - name: db
+            image: postgres:17
+    """
+    path = cluster.file("sts.yaml", sts)
+    yield cluster.kubectl("create", "-f", path)
+    _, out, _ = yield cluster.kubectl(
+        "replace", "-f", cluster.file("sts2.yaml", sts.replace("postgres:17", "postgres:18"))
+    )
+    assert out.strip() == "statefulset.apps/db replaced"
+    _, out, _ = yield cluster.kubectl(
+        "get", "sts", "db", "-o", "jsonpath={.metadata.generation} {.spec.template.spec.containers[0].image}"
+    )
+    assert out == "2 postgres:18"
+    _, out, _ = yield cluster.kubectl("replace", "--force", "-f", path)
+    assert out.splitlines() == ['statefulset.apps "db" deleted', "statefulset.apps/db replaced"]
+    _, out, _ = yield cluster.kubectl("get", "sts", "db", "-o", "jsonpath={.metadata.generation}")
+    assert out == "1", "replace --force made a new object"
+
+    _, out, _ = yield cluster.kubectl("scale", "statefulset", "db", "--replicas=3")
+    assert out.strip() == "statefulset.apps/db scaled"
+    condition = '{"status":{"conditions":[{"type":"Ready","status":"True","reason":"Checked"}]}}'
+    _, out, _ = yield cluster.kubectl(
+        "patch", "sts", "db", "--subresource=status", "--type=merge", "-p", condition
+    )
+    assert out.strip() == "statefulset.apps/db patched"
+    _, out, _ = yield cluster.kubectl(
+        "get",
+        "sts",
+        "db",
+        "-o",
+        "jsonpath={.spec.replicas} {.status.readyReplicas} {.status.conditions[0].reason}",
+    )
+    assert out == "3 3 Checked"
+    # the main resource ignores status, the status subresource ignores spec
+    yield cluster.kubectl("patch", "sts", "db", "--type=merge", "-p", '{"status":{"conditions":[]}}')
+    yield cluster.kubectl(
+        "patch", "sts", "db", "--subresource=status", "--type=merge", "-p", '{"spec":{"replicas":9}}'
+    )
+    _, out, _ = yield cluster.kubectl(
+        "get", "sts", "db", "-o", "jsonpath={.spec.replicas} {.status.conditions[0].reason}"
+    )
+    assert out == "3 Checked"
+
+    _, out, _ = yield cluster.kubectl("delete", "-f", path)
+    assert out.strip() == 'statefulset.apps "db" deleted'
+    code, _, err = yield cluster.kubectl("get", "sts", "db", ok=False)
+    assert code == 1 and 'statefulsets.apps "db" not found' in err
