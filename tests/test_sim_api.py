@@ -339,3 +339,29 @@ def test_ranchers_local_cluster_is_listed_active_and_undeletable():
     _, status = jcall(stub, "GET", "/sim/clusters")
     assert [c["name"] for c in status["clusters"]] == ["sim-00001"]
     assert status["counts"] == {"pending": 1, "active": 0, "unavailable": 0}
+
+
+def test_collections_page_like_norman(api):
+    backend, stub = api
+    names = [f"p-{i}" for i in range(5)]
+    for name in names:
+        backend.store.create_cluster(name)
+    _, first = jcall(stub, "GET", "/v3/clusters")
+    assert first["pagination"] == {"limit": 1000, "total": 5}
+    seen, url, pages = [], "/v3/clusters?limit=2", 0
+    while url and pages < 10:
+        _, page = jcall(stub, "GET", url)
+        seen += [c["name"] for c in page["data"]]
+        url = page["pagination"].get("next", "").replace(URL, "")
+        pages += 1
+        assert page["pagination"]["total"] == 5 and page["pagination"]["limit"] == 2
+        assert page["pagination"].get("partial", False) == bool(url)
+    assert (seen, pages) == (names, 3)
+    _, page = jcall(stub, "GET", "/v3/clusters?limit=2&marker=m2")
+    assert page["pagination"]["first"] == f"{URL}/v3/clusters?limit=2"
+    assert page["pagination"]["next"] == f"{URL}/v3/clusters?limit=2&marker=m4"
+    assert jcall(stub, "GET", "/v3/clusters?limit=99999")[1]["pagination"]["limit"] == 3000
+    assert jcall(stub, "GET", "/v3/clusters?limit=x")[1]["pagination"]["limit"] == 1000
+    assert len(jcall(stub, "GET", "/v3/clusters?marker=bogus")[1]["data"]) == 5
+    _, tokens = jcall(stub, "GET", "/v3/clusterregistrationtokens?limit=4")
+    assert len(tokens["data"]) == 4 and tokens["pagination"]["partial"] is True

@@ -29,7 +29,7 @@ import binascii
 import json
 import time
 from typing import Any, Protocol
-from urllib.parse import unquote
+from urllib.parse import unquote, urlencode
 
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request
@@ -58,7 +58,9 @@ LOCAL_NOT_DELETABLE = (
     'admission webhook "rancher.cattle.io.clusters.management.cattle.io" denied the request: '
     "local cluster may not be deleted"
 )
-MAX_BODY = 1024 * 1024  # Rancher's default public API body limit
+MAX_BODY = 1024 * 1024
+DEFAULT_LIMIT = 1000  # norman's page size
+MAX_LIMIT = 3000  # Rancher's default public API body limit
 
 
 class Backend(Protocol):
@@ -104,6 +106,11 @@ class APIError(Exception):
 
 def not_found(kind: str, name: str) -> APIError:
     return APIError(404, "NotFound", f'{kind}.management.cattle.io "{name}" not found')
+
+
+def _with_query(url: str, query: list[tuple[bytes, list[bytes]]]) -> str:
+    pairs = [(key.decode("latin-1"), value.decode("latin-1")) for key, values in query for value in values]
+    return url + ("?" + urlencode(pairs) if pairs else "")
 
 
 def rfc3339(seconds: float) -> str:
@@ -345,19 +352,54 @@ class ManagementAPI(Resource):
         }
 
     def _collection(
-        self, request: Request, path: str, resource_type: str, data: list[Any], filters: dict[str, Any]
+        self,
+        request: Request,
+        path: str,
+        resource_type: str,
+        items: list[Any],
+        filters: dict[str, Any],
+        render: Any,
     ) -> dict[str, Any]:
-        url = f"{self._base(request)}{path}"
+        """A norman collection of `items` (already filtered), one page of it rendered.
+
+        Norman pages with `limit` (default 1000, at most 3000) and an opaque `marker`; `pagination.next`
+        is the URL of the next page and `partial` says there is one. Our markers are `m<offset>`.
+        """
+        base = self._base(request)
+        url = f"{base}{path}"
+        limit = DEFAULT_LIMIT
+        raw_limit = request.args.get(b"limit", [b""])[0].decode("latin-1")
+        if raw_limit:
+            try:
+                limit = min(max(int(raw_limit), 0), MAX_LIMIT)
+            except ValueError:
+                limit = DEFAULT_LIMIT
+        marker = request.args.get(b"marker", [b""])[0].decode("latin-1")
+        start = 0
+        if marker.startswith("m") and marker[1:].isdigit():
+            start = min(int(marker[1:]), len(items))
+        else:
+            marker = ""
+        page = items[start : start + limit]
+        pagination: dict[str, Any] = {"limit": limit, "total": len(items)}
+        if marker:
+            pagination["marker"] = marker
+        query = [(k, v) for k, v in request.args.items() if k not in (b"marker",)]
+        if start + limit < len(items):
+            pagination["partial"] = True
+            pagination["next"] = _with_query(url, query + [(b"marker", [f"m{start + limit}".encode()])])
+        if start > 0:
+            pagination["first"] = _with_query(url, query)
         return {
             "type": "collection",
             "resourceType": resource_type,
             "links": {"self": url},
             "createTypes": {resource_type: url},
             "actions": {},
-            "pagination": {"limit": 1000, "total": len(data)},
+            "pagination": pagination,
             "sort": {"order": "asc", "reverse": url + "?order=desc", "links": {}},
             "filters": filters,
-            "data": data,
+            "data": [render(request, item) for item in page],
         }
 
     @staticmethod
@@ -373,9 +415,9 @@ class ManagementAPI(Resource):
         return filters
 
     @staticmethod
-    def _matches(item: dict[str, Any], filters: dict[str, Any]) -> bool:
+    def _matches(values: dict[str, Any], filters: dict[str, Any]) -> bool:
         for name, conditions in filters.items():
-            if conditions and not any(str(item.get(name)) == c["value"] for c in conditions):
+            if conditions and not any(str(values.get(name)) == c["value"] for c in conditions):
                 return False
         return True
 
@@ -391,9 +433,14 @@ class ManagementAPI(Resource):
             candidates = [c for c in store.clusters(internal=True) if c.id in wanted]
         else:
             candidates = store.clusters(internal=True)
-        data = [self.cluster_json(request, c) for c in candidates]
-        data = [item for item in data if self._matches(item, filters)]
-        return self._collection(request, "/v3/clusters", "cluster", data, filters)
+        items = [
+            c
+            for c in candidates
+            if self._matches(
+                {"id": c.id, "name": c.name, "state": c.state, "driver": c.driver, "uuid": c.uuid}, filters
+            )
+        ]
+        return self._collection(request, "/v3/clusters", "cluster", items, filters, self.cluster_json)
 
     def _create_cluster(self, request: Request) -> dict[str, Any]:
         body = self._body(request)
@@ -470,10 +517,20 @@ class ManagementAPI(Resource):
             candidates = [crt for cid in wanted for crt in store.tokens(cid)]
         else:
             candidates = store.tokens()
-        data = [self.token_json(request, crt) for crt in candidates]
-        data = [item for item in data if self._matches(item, filters)]
+        items = [
+            crt
+            for crt in candidates
+            if self._matches(
+                {"clusterId": crt.cluster_id, "id": crt.id, "name": crt.name, "uuid": crt.uuid}, filters
+            )
+        ]
         return self._collection(
-            request, "/v3/clusterregistrationtokens", "clusterRegistrationToken", data, filters
+            request,
+            "/v3/clusterregistrationtokens",
+            "clusterRegistrationToken",
+            items,
+            filters,
+            self.token_json,
         )
 
     def _create_token(self, request: Request) -> dict[str, Any]:
