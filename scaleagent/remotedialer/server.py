@@ -181,8 +181,8 @@ class TunnelResource(Resource):
         return self._ws.render(request)
 
     def _finish_later(self, request: Request, verdict: Any) -> None:
-        if request.finished or request.channel is None:
-            return
+        if request.finished or request.channel is None or getattr(request, "_disconnected", False):
+            return  # the client went away while the authorizer was deciding
         body = self._decide(request, verdict)
         if body is not NOT_DONE_YET:
             request.write(body)
