@@ -117,6 +117,26 @@ async def test_every_endpoint_and_error_over_tls(reactor, tmp_path):
         code, text = await request(http, "GET", f"{url}/v3/import/wrong_{cluster['id']}.yaml", None)
         assert (code, text) == (400, b"cluster not found or invalid token")
 
+        code, same = await request(
+            http, "GET", f"{url}/v3/clusters/{cluster['id']}/clusterregistrationtokens", token
+        )
+        assert code == 200 and {t["id"] for t in same["data"]} == {crt["id"], created["id"]}
+        code, one = await request(http, "GET", f"{url}/v3/clusterregistrationtokens/{crt['id']}", token)
+        assert (code, one["token"]) == (200, crt["token"])
+        code, body = await request(http, "POST", url + "/v3/clusters", token, {"type": "cluster"})
+        assert (code, body["code"], body["fieldName"]) == (422, "MissingRequired", "name")
+        response = await http.post(
+            url + "/v3/clusters", data=b"{oops", headers={"Authorization": [f"Bearer {token}"]}
+        )
+        assert (response.code, (await response.json())["code"]) == (422, "InvalidBodyContent")
+        code, body = await request(http, "PUT", url + "/v3/clusters", token, {})
+        assert (code, body["code"]) == (405, "MethodNotAllow")
+        code, body = await request(http, "GET", url + "/v3/settings/nope", token)
+        assert (code, body["code"]) == (404, "NotFound")
+        assert await request(http, "GET", url + "/nowhere", None) == (404, b"404 page not found\n")
+        code, body = await request(http, "POST", f"{url}/sim/clusters/{cluster['id']}/disconnect", token)
+        assert (code, body) == (200, {"id": cluster["id"], "closed": 0})
+
         code, rotated = await request(http, "POST", f"{url}/sim/clusters/{cluster['id']}/rotate-token", token)
         assert code == 200 and rotated["token"] != crt["token"]
         code, status = await request(http, "GET", url + "/sim/clusters", token)
