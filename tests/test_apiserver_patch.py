@@ -402,6 +402,9 @@ def test_retain_keys_clears_the_other_strategy_fields():
         live, {"spec": {"strategy": {"$retainKeys": ["type"], "type": "Recreate"}}}, DEPLOYMENT
     )
     assert out["spec"]["strategy"] == {"type": "Recreate"}
+    # what kubectl apply actually sends for that change: the deletion rides beside the directive
+    sent = {"spec": {"strategy": {"$retainKeys": ["type"], "rollingUpdate": None, "type": "Recreate"}}}
+    assert p.strategic_merge_patch(live, sent, DEPLOYMENT)["spec"]["strategy"] == {"type": "Recreate"}
     with pytest.raises(p.PatchError, match="retainKeys"):
         p.strategic_merge_patch(
             live, {"spec": {"strategy": {"$retainKeys": ["type"], "rollingUpdate": {}}}}, DEPLOYMENT

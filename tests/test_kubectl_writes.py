@@ -758,3 +758,68 @@ def test_replace_status_subresource_and_delete_by_file(cluster):
     assert out.strip() == 'statefulset.apps "db" deleted'
     code, _, err = yield cluster.kubectl("get", "sts", "db", ok=False)
     assert code == 1 and 'statefulsets.apps "db" not found' in err
+
+
+@pytest_twisted.inlineCallbacks
+def test_apply_sends_directives_the_server_honours(cluster):
+    """Re-applying a Deployment with env reordered and trimmed and the strategy switched: kubectl's
+    patch carries $setElementOrder, `$patch: delete` and $retainKeys; the result must be the file."""
+    first = """
+    apiVersion: apps/v1
+    kind: Deployment
+    metadata:
+      name: envy
+      namespace: default
+    spec:
+      replicas: 1
+      strategy:
+        type: RollingUpdate
+        rollingUpdate:
+          maxSurge: 1
+      selector:
+        matchLabels:
+          app: envy
+      template:
+        metadata:
+          labels:
+            app: envy
+        spec:
+          containers:
+          - name: app
+            image: busybox
+            env:
+            - name: A
+              value: "1"
+            - name: B
+              value: "2"
+            - name: C
+              value: "3"
+    """
+    env_before = (
+        '            - name: A\n              value: "1"\n            - name: C\n              value: "3"\n'
+    )
+    env_after = (
+        '            - name: C\n              value: "3"\n            - name: A\n              value: "one"\n'
+    )
+    rolling = "        type: RollingUpdate\n        rollingUpdate:\n          maxSurge: 1\n"
+    second = (
+        first.replace('            - name: B\n              value: "2"\n', "")
+        .replace(env_before, env_after)
+        .replace(rolling, "        type: Recreate\n")
+    )
+    assert "Recreate" in second and '"one"' in second and "name: B" not in second
+    yield cluster.kubectl("apply", "-f", cluster.file("envy1.yaml", first))
+    # another writer adds a variable kubectl apply does not know about: it must survive
+    yield cluster.kubectl("set", "env", "deployment/envy", "EXTRA=x")
+    _, out, _ = yield cluster.kubectl("apply", "-f", cluster.file("envy2.yaml", second))
+    assert out.strip() == "deployment.apps/envy configured"
+    _, out, _ = yield cluster.kubectl(
+        "get",
+        "deploy",
+        "envy",
+        "-o",
+        "jsonpath={range .spec.template.spec.containers[0].env[*]}{.name}={.value} {end}|{.spec.strategy}",
+    )
+    env, strategy = out.split("|")
+    assert env.split() == ["C=3", "A=one", "EXTRA=x"]
+    assert strategy == '{"type":"Recreate"}'

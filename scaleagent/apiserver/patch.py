@@ -251,8 +251,9 @@ def _merge_map(original: dict[str, Any] | None, patch: dict[str, Any], schema: A
     if retain is not None:
         if not isinstance(retain, list) or not all(isinstance(k, str) for k in retain):
             raise PatchError("invalid patch: $retainKeys must be a list of strings", 400)
-        for key in patch:
-            if not key.startswith("$") and key not in retain:
+        for key, value in patch.items():
+            # a null is a deletion (kubectl sends `rollingUpdate: null` beside `$retainKeys: [type]`)
+            if value is not None and not key.startswith("$") and key not in retain:
                 raise PatchError(f"patch content doesn't match retainKeys list: {key} not in {retain}", 422)
         for key in list(original):
             if key not in retain:
