@@ -311,3 +311,31 @@ def test_plain_ws_and_the_register_path(reactor):
         assert talker.received == talker.greeting
     finally:
         yield shutdown(server, port, client)
+
+
+@pytest_twisted.inlineCallbacks
+def test_async_authorizer_answering_after_the_client_left(reactor):
+    pending = []
+
+    def later(request):
+        d = defer.Deferred()
+        pending.append(d)
+        return d
+
+    server = TunnelServer(reactor, later)
+    port = yield endpoints.TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(Site(server.resource))
+    try:
+        raw = yield endpoints.connectProtocol(
+            endpoints.TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port), Collect(
+                b"GET /v3/connect HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"))
+        yield until(reactor, lambda: len(pending) == 1)
+        raw.transport.loseConnection()
+        yield raw.lost
+        yield task.deferLater(reactor, 0.05, lambda: None)
+        pending[0].callback("c-test")  # nothing left to answer: no error, no session
+        pending[0].addErrback(lambda f: f)  # surface a failure as a result, checked below
+        assert pending[0].result is None
+        assert server.client_keys() == []
+    finally:
+        yield port.stopListening()
