@@ -377,3 +377,32 @@ def test_rancher_impersonation_sequence_with_protobuf_bodies(cluster):
     token = base64.b64decode(found["data"]["token"]).decode()
     user = cluster.api.auth.authenticate(f"Bearer {token}")
     assert user.name == f"system:serviceaccount:{ns}:{account}"
+
+
+def test_typed_client_update_and_delete_with_protobuf_bodies(cluster):
+    """Rancher's typed client PUTs what it read (uid, resourceVersion, times, managedFields) and
+    DELETEs with a protobuf DeleteOptions body."""
+    rbac = "rbac.authorization.k8s.io"
+    roles = cluster.rt(rbac, "v1", "clusterroles")
+    role = {
+        "apiVersion": f"{rbac}/v1",
+        "kind": "ClusterRole",
+        "metadata": {"name": "cattle-x"},
+        "rules": [{"verbs": ["get"], "apiGroups": [""], "resources": ["pods"]}],
+    }
+    _, created = cluster.call("POST", roles, body=pb.encode(role), ctype=PROTOBUF)
+    updated = json.loads(json.dumps(created))
+    updated["rules"][0]["verbs"].append("list")
+    body = pb.encode(updated)
+    assert pb.decode(body)["metadata"] == created["metadata"]
+    code, out = cluster.call("PUT", roles, None, "cattle-x", body, ctype=PROTOBUF)
+    assert code == 200 and out["rules"][0]["verbs"] == ["get", "list"]
+    assert int(out["metadata"]["resourceVersion"]) > int(created["metadata"]["resourceVersion"])
+    stale = pb.encode(created)
+    with pytest.raises(ApiError) as info:
+        cluster.call("PUT", roles, None, "cattle-x", stale, ctype=PROTOBUF)
+    assert info.value.code == 409
+    options = {"apiVersion": f"{rbac}/v1", "kind": "DeleteOptions", "propagationPolicy": "Background"}
+    code, _ = cluster.call("DELETE", roles, None, "cattle-x", pb.encode(options), ctype=PROTOBUF)
+    assert code == 200
+    assert cluster.store.lookup(roles, None, "cattle-x") is None
