@@ -32,7 +32,8 @@ from typing import Any
 
 from twisted.internet.interfaces import IProtocolFactory
 from twisted.internet.task import LoopingCall
-from twisted.web.resource import Resource
+from twisted.web.pages import notFound
+from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request, Site
 
 from scaleagent.apiserver import controllers
@@ -42,7 +43,7 @@ from scaleagent.apiserver.kinds import Registry
 from scaleagent.apiserver.request import DEFAULT_VERSION, ApiContext
 from scaleagent.apiserver.resource import make_site
 from scaleagent.apiserver.store import Entry, Seed, Store
-from scaleagent.cluster import persist
+from scaleagent.cluster import liveness, persist
 from scaleagent.cluster.pki import ClusterPKI, load_or_create, normalise_host
 from scaleagent.cluster.template import ClusterSeed, ClusterTemplate, RancherInfo, SeedBuilder
 from scaleagent.redact import logger
@@ -112,6 +113,12 @@ class ClusterConfig:
     #: seconds between saves of changed clusters; 0 = save only on stop
     save_interval: float = 300.0
     rancher: RancherInfo | None = None
+    #: kubelet periods for node Lease renewals and node status posts; 0 turns a beat off
+    lease_period: float = liveness.LEASE_PERIOD
+    status_period: float = liveness.STATUS_PERIOD
+    #: watch events a cluster keeps for watches resuming from an older resourceVersion (older → 410,
+    #: the client relists); every kept event may hold a superseded object, so this bounds memory
+    watch_history: int = 200
 
 
 class _PingResource(Resource):
@@ -141,9 +148,19 @@ class QuietSite(Site):
         return None
 
 
+class _SteveRoot(Resource):
+    """The steve Site's root: children mounted with putChild; anything else a plain 404."""
+
+    def getChild(self, path: bytes, request: Request) -> IResource:
+        return notFound()
+
+    def render(self, request: Request) -> bytes:
+        return notFound().render(request)
+
+
 def steve_root_resource() -> Resource:
     """A fresh root for a steve-tunnel Site: `/ping` now, steve's `/v1` later."""
-    root = Resource()
+    root = _SteveRoot()
     root.putChild(b"ping", _PingResource())
     return root
 
@@ -211,7 +228,9 @@ class ClusterSet:
         self._server_tls: Any = None
         self._ping_site: QuietSite | None = None
         self._saver: LoopingCall | None = None
-        self.liveness: Any = None
+        self.liveness = liveness.HeartbeatScheduler(
+            clock, lease_period=config.lease_period, status_period=config.status_period
+        )
         self.started = False
 
     # -- process-wide identity -------------------------------------------------------------------------
@@ -321,6 +340,7 @@ class ClusterSet:
         self.started = False
         for cluster in self:
             cluster.stop()
+        self.liveness.stop()
 
     def save(self) -> int:
         """Save every cluster changed since its last save; returns how many were written."""
@@ -414,6 +434,16 @@ class ClusterSet:
         seed.sorted_keys = sorted_keys
         seed.resource_version = rv
         return seed, _derive(part.registry)
+
+
+def _watched(store: Store, rt: Any) -> bool:
+    """Whether any watch on `rt`'s storage is open."""
+    watching = getattr(store, "watching", None)
+    if watching is not None:
+        return bool(watching(rt))
+    # Until Store.watching lands (requested in notes/api-apiserver.md): the same from its fields.
+    watchers = store._watchers
+    return bool(watchers and watchers.get(rt.storage_key))
 
 
 class SimulatedCluster:
@@ -532,7 +562,8 @@ class SimulatedCluster:
     def api(self) -> ApiContext:
         """This cluster's apiserver context, built (and its saved changes restored) on first use."""
         if self._api is None:
-            self._api = self._build()
+            self._build()
+            assert self._api is not None
         return self._api
 
     @property
@@ -543,7 +574,9 @@ class SimulatedCluster:
         c = self.clusters
         seed, registry = c.seed(self)
         clock = c.clock
-        store = Store(seed, kinds=registry, now=lambda: float(clock.seconds()))
+        store = Store(
+            seed, kinds=registry, history=c.config.watch_history, now=lambda: float(clock.seconds())
+        )
         if c.state is not None:
             try:
                 saved = persist.read(c.state, self.name)
@@ -572,6 +605,9 @@ class SimulatedCluster:
         if controllers.EXTRA_KEY not in api.extras or api.auth.user(self.token) is None:
             api.auth.issue(controllers.service_account_user(CATTLE_NAMESPACE, CATTLE_ACCOUNT), self.token)
         self._saved_rv = store.resource_version
+        self._api = api
+        if self.started:
+            self._start_beats()
         return api
 
     # -- resolvers (remotedialer `Resolver`s) --------------------------------------------------------
@@ -613,13 +649,12 @@ class SimulatedCluster:
     # -- lifecycle and persistence ---------------------------------------------------------------------
 
     def start(self) -> None:
-        """Node liveness on (when the process runs a liveness scheduler)."""
+        """Node liveness on: its nodes beat from when its store exists (nothing to renew before)."""
         if self.started:
             return
         self.started = True
-        liveness = self.clusters.liveness
-        if liveness is not None:
-            self._liveness = liveness.add(self)
+        if self._api is not None:
+            self._start_beats()
 
     def stop(self) -> None:
         """Liveness off, then save what changed."""
@@ -628,6 +663,38 @@ class SimulatedCluster:
             self._liveness = None
         self.started = False
         self.save()
+
+    def _start_beats(self) -> None:
+        if self._liveness is not None:
+            return
+        api = self.api
+        nodes = api.kinds.by_resource("", "v1", "nodes")
+        if nodes is None:
+            return
+        names = [obj["metadata"]["name"] for obj in api.store.list(nodes).objects()]
+        self._liveness = self.clusters.liveness.add(self.index, names, self._beat)
+
+    def _beat(self, node: str, beat: liveness.Beat) -> None:
+        """One kubelet heartbeat: written only while someone watches that type (else nobody could see
+        it change, and every write would hold a superseded copy in the watch history)."""
+        api = self._api
+        if api is None:
+            return
+        if beat is liveness.Beat.LEASE:
+            rt = api.kinds.by_resource("coordination.k8s.io", "v1", "leases")
+            namespace: str | None = "kube-node-lease"
+            change = liveness.renew_lease
+        else:
+            rt = api.kinds.by_resource("", "v1", "nodes")
+            namespace = None
+            change = liveness.heartbeat_node
+        if rt is None or not _watched(api.store, rt):
+            return
+        current = api.store.lookup(rt, namespace, node)
+        if current is None:
+            return
+        now = float(self.clusters.clock.seconds())
+        api.store.replace(rt, change(current, now), namespace=namespace, check_resource_version=False)
 
     @property
     def dirty(self) -> bool:
