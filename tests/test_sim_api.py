@@ -365,3 +365,46 @@ def test_collections_page_like_norman(api):
     assert len(jcall(stub, "GET", "/v3/clusters?marker=bogus")[1]["data"]) == 5
     _, tokens = jcall(stub, "GET", "/v3/clusterregistrationtokens?limit=4")
     assert len(tokens["data"]) == 4 and tokens["pagination"]["partial"] is True
+
+
+MANIFEST_MODELS = {
+    "ClusterRole": "V1ClusterRole",
+    "ClusterRoleBinding": "V1ClusterRoleBinding",
+    "Namespace": "V1Namespace",
+    "ServiceAccount": "V1ServiceAccount",
+    "Secret": "V1Secret",
+    "Deployment": "V1Deployment",
+    "Service": "V1Service",
+}
+
+
+def _paths(value, prefix=""):
+    """Every leaf path of a JSON value (an empty map or list counts as a leaf)."""
+    if isinstance(value, dict):
+        if not value:
+            yield prefix
+        for key, item in value.items():
+            yield from _paths(item, f"{prefix}/{key}")
+    elif isinstance(value, list):
+        if not value:
+            yield prefix
+        for index, item in enumerate(value):
+            yield from _paths(item, f"{prefix}/{index}")
+    elif value is not None:
+        yield prefix
+
+
+def test_manifest_objects_are_valid_kubernetes_objects():
+    """The official Kubernetes client's models drop what they do not know: nothing may get lost."""
+    kubernetes = pytest.importorskip("kubernetes")
+    client = kubernetes.client.ApiClient()
+    docs = list(
+        yaml.safe_load_all(
+            manifest.import_manifest(server_url=URL, token="t" * 54, cacerts=CA, server_version="v2.14.0")
+        )
+    )
+    assert {d["kind"] for d in docs} == set(MANIFEST_MODELS)
+    for doc in docs:
+        model = client.deserialize(json.dumps(doc), MANIFEST_MODELS[doc["kind"]], "application/json")
+        back = client.sanitize_for_serialization(model)
+        assert set(_paths(doc)) == set(_paths(back)), doc["kind"]
