@@ -501,7 +501,9 @@ def test_apply_conflicts_with_another_manager_unless_forced():
     with pytest.raises(p.ApplyConflictError) as info:
         _apply(first, _cm({"a": "2"}), manager="bob")
     assert info.value.code == 409
-    assert 'conflict with "alice": .data.a' in info.value.message
+    assert info.value.message == 'Apply failed with 1 conflict: conflict with "alice" using v1: .data.a'
+    [conflict] = info.value.conflicts
+    assert conflict.field == ".data.a"
     # The same value is shared ownership, not a conflict.
     shared = _apply(first, _cm({"a": "1"}), manager="bob")
     assert [e["manager"] for e in shared["metadata"]["managedFields"]] == ["alice", "bob"]
@@ -570,3 +572,13 @@ def test_no_op_writes_leave_managed_fields_alone():
     edited = p.record_update(first, dict(first, data={"a": "2"}), "kubectl-edit", api_version="v1", now=NOW)
     same = p.record_update(edited, edited, "kubectl-edit", api_version="v1", now="2030-01-01T00:00:00Z")
     assert same["metadata"]["managedFields"] == edited["metadata"]["managedFields"]
+
+
+def test_conflict_paths_read_like_the_apiservers():
+    conflict = p.ApplyConflict("m", ("f:spec", "f:containers", 'k:{"name":"c"}', "f:image"), "apps/v1")
+    assert conflict.describe() == 'conflict with "m" using apps/v1: .spec.containers[name="c"].image'
+    two = p.ApplyConflictError([conflict, p.ApplyConflict("m", ("f:spec", "f:replicas"), "apps/v1")])
+    assert two.message == (
+        'Apply failed with 2 conflicts: conflicts with "m" using apps/v1:\n'
+        '- .spec.containers[name="c"].image\n- .spec.replicas'
+    )

@@ -306,7 +306,7 @@ def test_server_side_apply(cluster):
         "apply", "--server-side", "--field-manager=other", "-f", other, ok=False
     )
     assert code == 1
-    assert 'conflict with "kubectl"' in err and ".data.a" in err
+    assert 'Apply failed with 1 conflict: conflict with "kubectl" using v1: .data.a' in err
     _, out, _ = yield cluster.kubectl(
         "apply", "--server-side", "--field-manager=other", "--force-conflicts", "-f", other
     )

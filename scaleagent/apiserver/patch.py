@@ -585,10 +585,32 @@ class ApplyConflict:
 
     manager: str
     path: Path
+    api_version: str = ""
+
+    @property
+    def field(self) -> str:
+        """The path as the apiserver prints it: `.spec.containers[name="c"].image`."""
+        out = ""
+        for element in self.path:
+            if element.startswith("f:"):
+                out += "." + element[2:]
+            elif element.startswith("k:"):
+                try:
+                    key = json.loads(element[2:])
+                except ValueError:
+                    key = {}
+                out += "[" + ",".join(f"{k}={json.dumps(v)}" for k, v in key.items()) + "]"
+            elif element.startswith("v:"):
+                out += "[" + element[2:] + "]"
+        return out
+
+    @property
+    def owner(self) -> str:
+        using = f" using {self.api_version}" if self.api_version else ""
+        return f'"{self.manager}"{using}'
 
     def describe(self) -> str:
-        shown = ".".join(e[2:] if e[:2] in ("f:", "k:", "v:") else e for e in self.path if e != ".")
-        return f'conflict with "{self.manager}": .{shown}'
+        return f"conflict with {self.owner}: {self.field}"
 
 
 class ApplyConflictError(PatchError):
@@ -596,9 +618,20 @@ class ApplyConflictError(PatchError):
 
     def __init__(self, conflicts: list[ApplyConflict]) -> None:
         self.conflicts = conflicts
-        what = "conflict" if len(conflicts) == 1 else f"{len(conflicts)} conflicts"
-        lines = "\n".join("- " + c.describe() for c in conflicts)
-        super().__init__(f"Apply failed with {what}:\n{lines}", 409)
+        if len(conflicts) == 1:
+            message = f"Apply failed with 1 conflict: {conflicts[0].describe()}"
+        else:
+            groups: dict[str, list[str]] = {}
+            for c in conflicts:
+                groups.setdefault(c.owner, []).append(c.field)
+            parts = []
+            for owner, fields in groups.items():
+                if len(fields) == 1:
+                    parts.append(f"conflict with {owner}: {fields[0]}")
+                else:
+                    parts.append(f"conflicts with {owner}:\n" + "\n".join("- " + f for f in fields))
+            message = f"Apply failed with {len(conflicts)} conflicts: " + "\n".join(parts)
+        super().__init__(message, 409)
 
 
 def _entries(obj: dict[str, Any] | None) -> list[dict[str, Any]]:
@@ -679,7 +712,8 @@ def server_side_apply(
                 if path[-1] == ".":
                     continue
                 if _lookup(live, path, schema) != _lookup(applied, path, schema):
-                    conflicts.append(ApplyConflict(str(entry.get("manager", "")), path))
+                    owner, version = str(entry.get("manager", "")), str(entry.get("apiVersion", ""))
+                    conflicts.append(ApplyConflict(owner, path, version))
         if conflicts and not force:
             raise ApplyConflictError(conflicts)
         if conflicts:

@@ -347,8 +347,8 @@ class Writer:
             causes = [
                 {
                     "reason": "FieldManagerConflict",
-                    "message": c.describe(),
-                    "field": c.describe().split(": ", 1)[-1],
+                    "message": f"conflict with {c.owner}",
+                    "field": c.field,
                 }
                 for c in exc.conflicts
             ]
