@@ -42,7 +42,7 @@ from scaleagent.apiserver.discovery import version_info
 from scaleagent.apiserver.kinds import Registry
 from scaleagent.apiserver.request import DEFAULT_VERSION, ApiContext
 from scaleagent.apiserver.resource import make_site
-from scaleagent.apiserver.store import Entry, Seed, Store
+from scaleagent.apiserver.store import CachedEntry, Entry, Seed, Store
 from scaleagent.cluster import liveness, persist
 from scaleagent.cluster.pki import ClusterPKI, load_or_create, normalise_host
 from scaleagent.cluster.template import ClusterSeed, ClusterTemplate, RancherInfo, SeedBuilder
@@ -359,7 +359,10 @@ class ClusterSet:
             self._ping_site = QuietSite(steve_root_resource(), self.clock)
         return self._ping_site
 
-    def _entry(self, registry: Registry, obj: dict[str, Any], rv: int) -> tuple[Entry, StorageKey, Key]:
+    def _entry(
+        self, registry: Registry, obj: dict[str, Any], rv: int, *, shared: bool = False
+    ) -> tuple[Entry, StorageKey, Key]:
+        """A stored entry for a seed object; a shared one keeps its JSON, encoded once for all clusters."""
         rt = registry.by_api_version_kind(obj.get("apiVersion", ""), obj.get("kind", ""))
         meta = obj.get("metadata") or {}
         if rt is None:
@@ -368,7 +371,7 @@ class ClusterSet:
         out["metadata"] = new_meta = dict(meta)
         new_meta["resourceVersion"] = str(rv)
         key = (meta.get("namespace", "") if rt.namespaced else "", meta["name"])
-        return Entry(out), rt.storage_key, key
+        return (CachedEntry(out) if shared else Entry(out)), rt.storage_key, key
 
     def _registry_for(self, crds: list[dict[str, Any]]) -> Registry:
         names = tuple(sorted(c["metadata"]["name"] for c in crds))
@@ -395,7 +398,7 @@ class ClusterSet:
             made = self._entries.get(id(obj))
             if made is None:
                 self._shared_rv += 1
-                made = self._entries[id(obj)] = self._entry(builtin, obj, self._shared_rv)
+                made = self._entries[id(obj)] = self._entry(builtin, obj, self._shared_rv, shared=True)
             entry, skey, key = made
             buckets.setdefault(skey, {})[key] = entry
             top = max(top, int(entry.obj["metadata"]["resourceVersion"]))
