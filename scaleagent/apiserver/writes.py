@@ -86,6 +86,7 @@ class Writer:
         self.dry_run: bool = dry_run == "All"
         self.now = _now(req)
         self.propagation = "Background"
+        self.dependents = Dependents(self.store)
 
     # -- dispatch ------------------------------------------------------------------------------------
 
@@ -464,7 +465,7 @@ class Writer:
         if self.dry_run:
             return new
         final = self.store.replace(rt, new, namespace=self.req.namespace, check_resource_version=False)
-        _remove(self.store, rt, final, now=self.now)
+        _remove(self.store, rt, final, now=self.now, dependents=self.dependents)
         return final
 
     # -- status and scale ----------------------------------------------------------------------------
@@ -578,7 +579,9 @@ class Writer:
         options = body.get("deleteOptions") or {}
         if "All" in (options.get("dryRun") or ()):
             self.dry_run = True
-        delete_object(self.store, self.rt, pod, now=self.now, dry_run=self.dry_run)
+        delete_object(
+            self.store, self.rt, pod, now=self.now, dry_run=self.dry_run, dependents=self.dependents
+        )
         return 201, self._success()
 
     def bind(self, name: str | None) -> tuple[int, dict[str, Any]]:
@@ -710,7 +713,13 @@ class Writer:
     def _delete_one(self, obj: dict[str, Any]) -> tuple[dict[str, Any], bool]:
         """Delete or start deleting one object; (what to answer, whether it is gone)."""
         return delete_object(
-            self.store, self.rt, obj, now=self.now, dry_run=self.dry_run, propagation=self.propagation
+            self.store,
+            self.rt,
+            obj,
+            now=self.now,
+            dry_run=self.dry_run,
+            propagation=self.propagation,
+            dependents=self.dependents,
         )
 
     # -- helpers -------------------------------------------------------------------------------------
@@ -749,6 +758,39 @@ class Writer:
 PROPAGATION_POLICIES = ("Background", "Foreground", "Orphan")
 
 
+class Dependents:
+    """Who names whom in ownerReferences, for the garbage collection of one request.
+
+    Built on first use with one scan per namespace, then shared by every deletion of the request (a
+    deletecollection, a chain of owners), so a batch costs one scan instead of one per object.  Stale
+    entries are harmless: each candidate is looked up again before it is touched.  `enabled=False`
+    collects nothing (a namespace being emptied deletes every dependent anyway).
+    """
+
+    __slots__ = ("store", "enabled", "_tables")
+
+    def __init__(self, store: Store, *, enabled: bool = True) -> None:
+        self.store = store
+        self.enabled = enabled
+        self._tables: dict[str | None, dict[str, list[tuple[ResourceType, str]]]] = {}
+
+    def of(self, uid: str, namespace: str | None) -> list[tuple[ResourceType, str]]:
+        """(type, name) of the objects in `namespace` (None: cluster-scoped) that name `uid`."""
+        if not self.enabled:
+            return []
+        table = self._tables.get(namespace)
+        if table is None:
+            table = self._tables[namespace] = {}
+            types = _namespaced_types(self.store) if namespace else _cluster_types(self.store)
+            for rt in types:
+                for entry in self.store.list(rt, namespace=namespace).items:
+                    meta = entry.obj["metadata"]
+                    for ref in meta.get("ownerReferences") or ():
+                        if isinstance(ref, dict) and ref.get("uid"):
+                            table.setdefault(ref["uid"], []).append((rt, meta["name"]))
+        return table.get(uid, [])
+
+
 def delete_object(
     store: Store,
     rt: ResourceType,
@@ -757,6 +799,7 @@ def delete_object(
     now: float,
     dry_run: bool = False,
     propagation: str = "Background",
+    dependents: Dependents | None = None,
 ) -> tuple[dict[str, Any], bool]:
     """Delete `obj` honouring its finalizers; returns (the object to answer with, removed now?).
 
@@ -781,24 +824,31 @@ def delete_object(
         return store.replace(rt, marked, namespace=namespace, check_resource_version=False), False
     if dry_run:
         return obj, True
-    return _remove(store, rt, obj, now=now, propagation=propagation), True
+    return _remove(store, rt, obj, now=now, propagation=propagation, dependents=dependents), True
 
 
 def _remove(
-    store: Store, rt: ResourceType, obj: dict[str, Any], *, now: float, propagation: str = "Background"
+    store: Store,
+    rt: ResourceType,
+    obj: dict[str, Any],
+    *,
+    now: float,
+    propagation: str = "Background",
+    dependents: Dependents | None = None,
 ) -> dict[str, Any]:
     """Remove now, then whatever depended on it: dependents, a CRD's objects and type, a terminating
     namespace.  Foreground removes the dependents first, as the owner waits for them there."""
     meta = obj["metadata"]
+    index = dependents if dependents is not None else Dependents(store)
     if propagation == "Foreground":
-        _collect_dependents(store, rt, obj, now=now, orphan=False, foreground=True)
+        _collect_dependents(store, rt, obj, index, now=now, orphan=False, foreground=True)
     gone = store.delete(rt, meta.get("namespace"), meta["name"])
     if propagation != "Foreground":
-        _collect_dependents(store, rt, obj, now=now, orphan=propagation == "Orphan")
+        _collect_dependents(store, rt, obj, index, now=now, orphan=propagation == "Orphan")
     if rt.storage_key == (CRD_GROUP, "customresourcedefinitions"):
         unregister_crd(store, obj)
     namespace = meta.get("namespace")
-    if rt.namespaced and namespace:
+    if rt.namespaced and namespace and index.enabled:  # a namespace's own cascade checks once, at its end
         _maybe_finish_namespace(store, namespace)
     return gone
 
@@ -819,11 +869,12 @@ def _delete_namespace(
         return terminating, False
     if terminating != ns:
         terminating = store.replace(rt, terminating, check_resource_version=False)
+    everything = Dependents(store, enabled=False)  # all of it goes: no owner lookups needed
     for content_type in _namespaced_types(store):
         for obj in store.list(content_type, namespace=name).objects():
             current = store.lookup(content_type, name, obj["metadata"]["name"])
-            if current is not None:  # not already collected with its owner
-                delete_object(store, content_type, current, now=now)
+            if current is not None:
+                delete_object(store, content_type, current, now=now, dependents=everything)
     finished = _maybe_finish_namespace(store, name)
     return terminating, finished
 
@@ -832,6 +883,7 @@ def _collect_dependents(
     store: Store,
     owner_rt: ResourceType,
     owner: dict[str, Any],
+    index: Dependents,
     *,
     now: float,
     orphan: bool,
@@ -848,27 +900,24 @@ def _collect_dependents(
     if not uid:
         return
     namespace = owner["metadata"].get("namespace") if owner_rt.namespaced else None
-    types = _namespaced_types(store) if namespace else _cluster_types(store)
-    for rt in types:
-        for obj in store.list(rt, namespace=namespace).objects():
-            refs = obj["metadata"].get("ownerReferences") or ()
-            if not any(isinstance(r, dict) and r.get("uid") == uid for r in refs):
-                continue
-            current = store.lookup(rt, namespace, obj["metadata"]["name"])
-            if current is None:
-                continue
-            refs = current["metadata"].get("ownerReferences") or ()
-            remaining = [r for r in refs if not (isinstance(r, dict) and r.get("uid") == uid)]
-            if orphan or any(_owner_exists(store, ref, namespace) for ref in remaining):
-                changed = copy.deepcopy(current)
-                if remaining:
-                    changed["metadata"]["ownerReferences"] = remaining
-                else:
-                    changed["metadata"].pop("ownerReferences", None)
-                store.replace(rt, changed, check_resource_version=False)
+    for rt, name in index.of(uid, namespace):
+        current = store.lookup(rt, namespace, name)
+        if current is None:
+            continue
+        refs = current["metadata"].get("ownerReferences") or ()
+        if not any(isinstance(r, dict) and r.get("uid") == uid for r in refs):
+            continue
+        remaining = [r for r in refs if not (isinstance(r, dict) and r.get("uid") == uid)]
+        if orphan or any(_owner_exists(store, ref, namespace) for ref in remaining):
+            changed = copy.deepcopy(current)
+            if remaining:
+                changed["metadata"]["ownerReferences"] = remaining
             else:
-                policy = "Foreground" if foreground else "Background"
-                delete_object(store, rt, current, now=now, propagation=policy)
+                changed["metadata"].pop("ownerReferences", None)
+            store.replace(rt, changed, check_resource_version=False)
+        else:
+            policy = "Foreground" if foreground else "Background"
+            delete_object(store, rt, current, now=now, propagation=policy, dependents=index)
 
 
 def _owner_exists(store: Store, ref: Any, namespace: str | None) -> bool:
@@ -910,8 +959,9 @@ def _maybe_finish_namespace(store: Store, name: str) -> bool:
     ns = store.lookup(ns_type, None, name)
     if ns is None or not ns["metadata"].get("deletionTimestamp") or ns["metadata"].get("finalizers"):
         return False
+    only_here = f"metadata.namespace={name}"  # with a selector the store stops at the first match
     for rt in _namespaced_types(store):
-        if store.list(rt, namespace=name, limit=1).items:
+        if store.list(rt, namespace=name, limit=1, field_selector=only_here).items:
             return False
     store.delete(ns_type, None, name)
     return True
