@@ -265,6 +265,17 @@ def test_apply_crd_then_manifest_twice(cluster):
     assert re.fullmatch(r"10\.43\.\d+\.\d+", out), "the apiserver allocated a cluster IP"
     code, _, err = yield cluster.kubectl("delete", "namespace", "kube-system", ok=False)
     assert code == 1 and 'namespaces "kube-system" is forbidden: this namespace may not be deleted' in err
+    # kubectl diff: a server-side dry-run patch per object, nothing stored
+    code, out, _ = yield cluster.kubectl("diff", "-f", manifest, ok=False)
+    assert (code, out) == (0, "")
+    bigger = cluster.file("bigger.yaml", MANIFEST.replace("size: 3", "size: 4"))
+    code, out, err = yield cluster.kubectl(
+        "diff", "-f", bigger, ok=False, env={"KUBECTL_EXTERNAL_DIFF": "diff -u"}
+    )
+    assert code == 1, err
+    assert "-  size: 3" in out and "+  size: 4" in out
+    _, out, _ = yield cluster.kubectl("get", "widget", "w1", "-n", "demo", "-o", "jsonpath={.spec.size}")
+    assert out == "3", "diff stored nothing"
     # a changed manifest is configured, and only the changed objects say so
     yield cluster.kubectl("apply", "-f", cluster.file("m2.yaml", MANIFEST.replace("size: 3", "size: 4")))
     _, out, _ = yield cluster.kubectl(
