@@ -418,3 +418,39 @@ def test_seed_keeps_complete_objects_without_copying_and_fills_the_rest():
         Seed.from_objects([{"apiVersion": "v9", "kind": "Nope", "metadata": {"name": "x"}}])
     with pytest.raises(ValueError, match="needs metadata.namespace"):
         Seed.from_objects([{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x"}}])
+
+
+def test_remaining_item_count_counts_only_the_listed_namespace(seed):
+    store = Store(seed)
+    page = store.list(PODS, namespace="default", limit=1)
+    assert page.remaining == 2
+    assert store.list(PODS, limit=3).remaining == 1
+    assert store.list(PODS, limit=1, label_selector="app").remaining is None  # unknown with a selector
+
+
+def test_restore_loads_saved_changes_without_events(seed):
+    one = Store(seed)
+    one.create(PODS, pod("new"))
+    one.delete(PODS, "default", "a")
+    saved, rv = list(one.changes()), one.resource_version
+    two = Store(seed)
+    rec = Recorder()
+    two.watch(PODS, rec, resource_version=str(two.resource_version))
+    two.restore(saved, rv)
+    assert rec.events == []
+    assert two.get(PODS, "default", "new") == one.get(PODS, "default", "new")
+    assert two.lookup(PODS, "default", "a") is None and two.resource_version == rv
+    assert names(two.list(PODS)) == names(one.list(PODS))
+    assert list(two.changes()) == saved
+    assert two.watching(PODS) and not two.watching(NODES)
+
+
+def test_derived_registries_share_tables_until_one_changes():
+    from scaleagent.apiserver.kinds import ResourceType
+
+    base = Registry()
+    derived = base.derive()
+    assert derived.cache is base.cache
+    derived.register(ResourceType("example.com", "v1", "Widget", "widgets", True, crd="widgets.example.com"))
+    assert derived.by_resource("example.com", "v1", "widgets") is not None
+    assert base.by_resource("example.com", "v1", "widgets") is None and derived.cache is not base.cache

@@ -303,13 +303,13 @@ async def test_kubectl_watch_prints_a_change_made_through_the_store(reactor, tmp
         assert lines[0].split() == ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
         assert re.match(r"first\s+0/1\s+Running\s+0", lines[1])
         assert re.match(r"second\s+0/1\s+Pending\s+0", lines[2])
-        assert served.api.store.watcher_count() == 1
+        assert served.api.store.watching(pods)
     finally:
         if not proto.ended.called:
             transport.signalProcess("TERM")
         await proto.ended
         await served.port.stopListening()
-    assert await wait_for(reactor, lambda: served.api.store.watcher_count() == 0, 5)
+    assert await wait_for(reactor, lambda: not served.api.store.watching(pods), 5)
 
 
 @pytest_twisted.ensureDeferred

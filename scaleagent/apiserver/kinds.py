@@ -550,6 +550,14 @@ class Registry:
 
     # -- changes (CRDs) ------------------------------------------------------------------------------
 
+    def derive(self) -> Registry:
+        """A new registry serving the same types, sharing the tables until either side changes."""
+        other = Registry()
+        other._tables = self._tables
+        other.generation = self.generation
+        self._own = False
+        return other
+
     def _own_tables(self) -> _Tables:
         if not self._own:
             self._tables = _Tables.build(self._tables.types)

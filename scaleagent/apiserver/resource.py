@@ -20,8 +20,9 @@ from urllib.parse import parse_qsl, unquote
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
-from scaleagent.apiserver import discovery, status, tables
+from scaleagent.apiserver import controllers, discovery, status, tables
 from scaleagent.apiserver.auth import impersonate
+from scaleagent.apiserver.bodies import media_type
 from scaleagent.apiserver.kinds import ResourceType
 from scaleagent.apiserver.request import ApiContext, ApiRequest
 from scaleagent.apiserver.selectors import matcher
@@ -36,6 +37,8 @@ TEXT = b"text/plain; charset=utf-8"
 PARTIAL_LIST_CONTENT_TYPE = "application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io"
 PARTIAL_CONTENT_TYPE = "application/json;as=PartialObjectMetadata;v=v1;g=meta.k8s.io"
 HEALTH = ("healthz", "livez", "readyz")
+#: `api.extras[TRACE_REQUESTS] = True` logs one line per request (the CLI's --trace-requests)
+TRACE_REQUESTS = "trace_requests"
 
 _MISSING = object()
 _writes: Any = _MISSING
@@ -223,12 +226,27 @@ class ApiResource(Resource):
     # entry point: one method for every HTTP verb
     def render(self, request: Request) -> bytes | int:
         try:
-            return self._route(request)
+            result = self._route(request)
         except ApiError as e:
-            return self._status(request, e)
+            result = self._status(request, e)
         except Exception:
             log.failure("apiserver request failed: {method} {path}", method=request.method, path=request.path)
-            return self._status(request, status.internal_error())
+            result = self._status(request, status.internal_error())
+        if self.api.extras.get(TRACE_REQUESTS):
+            self._trace(request)
+        return result
+
+    @staticmethod
+    def _trace(request: Request) -> None:
+        """One line per request (method, path, request media type, code): never headers or bodies."""
+        content_type = request.getHeader(b"content-type") or b""
+        log.info(
+            "request {method} {path} content-type={content_type} -> {code}",
+            method=request.method.decode("ascii", "replace"),
+            path=request.path.decode("utf-8", "replace"),
+            content_type=media_type(content_type) or "-",
+            code=request.code,
+        )
 
     # -- helpers --------------------------------------------------------------------------------------
 
@@ -403,12 +421,16 @@ class ApiResource(Resource):
                 return self._send(request, b"", TEXT)
             return self._get(request, rt, namespace, name, headers)
 
-        writes = writes_module()
-        if writes is None:
-            raise status.method_not_allowed()
         body = request.content.read() if request.content is not None else b""
         req = ApiRequest(method, self.api, rt, namespace, name, subresource, query, headers, body, user)
-        result = writes.handle(req)
+        # Reviews and TokenRequests are answered (never stored) by the controllers, writes or not.
+        handler = controllers.handler_for(req)
+        if handler is None:
+            writes = writes_module()
+            if writes is None:
+                raise status.method_not_allowed()
+            handler = writes.handle
+        result = handler(req)
         code, payload = result[0], result[1]
         content_type = result[2] if len(result) > 2 else JSON
         if not isinstance(payload, bytes):

@@ -522,20 +522,27 @@ class Store:
         items: list[Entry] = []
         last: Key | None = None
         more = False
-        remaining = 0
         for key, entry in self._iter(rt, namespace, after):
             if match is not None and not match(entry.obj):
                 continue
             if limit and len(items) >= limit:
                 more = True
-                if match is not None:
-                    break
-                remaining += 1
-                continue
+                break
             items.append(_as_type(entry, rt))
             last = key
-        token = _encode_continue(list_rv, last) if more and last is not None else ""
-        return ListResult(items, str(list_rv), token, remaining if more and match is None else None)
+        if not more or last is None:
+            return ListResult(items, str(list_rv))
+        token = _encode_continue(list_rv, last)
+        remaining = None if match is not None else self._count_after(rt, namespace, last)
+        return ListResult(items, str(list_rv), token, remaining)
+
+    def _count_after(self, rt: ResourceType, namespace: str | None, last: Key) -> int:
+        """How many objects follow `last` in a list (of one namespace): two bisections."""
+        keys = self._keys(rt.storage_key)
+        start = bisect_right(keys, last)
+        if namespace is not None and rt.namespaced:
+            return bisect_left(keys, (namespace + "\x00", "")) - start
+        return len(keys) - start
 
     # -- writes --------------------------------------------------------------------------------------
 
@@ -820,6 +827,10 @@ class Store:
     def watcher_count(self) -> int:
         return sum(len(ws) for ws in self._watchers.values()) if self._watchers else 0
 
+    def watching(self, rt: ResourceType) -> bool:
+        """Whether any watch is open on `rt`'s objects (in any version)."""
+        return bool(self._watchers and self._watchers.get(rt.storage_key))
+
     # -- what differs from the seed (for persistence) ------------------------------------------------
 
     def changes(self) -> Iterator[tuple[StorageKey, Key, dict[str, Any] | None]]:
@@ -827,6 +838,32 @@ class Store:
         for skey, changes in (self._changes or {}).items():
             for key, entry in changes.items():
                 yield skey, key, entry.obj if entry is not None else None
+
+    def restore(
+        self, changes: Iterable[tuple[StorageKey, Key, dict[str, Any] | None]], resource_version: int
+    ) -> None:
+        """Load differences from the seed saved with `changes()`, verbatim and without watch events.
+
+        Objects keep their uid, resourceVersion and timestamps; None deletes that seed object.  The
+        counter becomes at least `resource_version` and the history starts empty from there.
+        """
+        for skey, key, obj in changes:
+            if self._changes is None:
+                self._changes = {}
+            bucket = self._changes.setdefault(tuple(skey), {})  # type: ignore[arg-type]
+            key = (key[0], key[1])
+            if obj is None:
+                base = self._seed.buckets.get(tuple(skey))  # type: ignore[arg-type]
+                if base and key in base:
+                    bucket[key] = None
+                else:
+                    bucket.pop(key, None)
+            else:
+                bucket[key] = Entry(obj)
+        self._sorted = None
+        self._rv = max(self._rv, resource_version)
+        self._history = None
+        self._compacted = self._rv
 
     def __len__(self) -> int:
         return sum(len(self._keys(skey)) for skey in set(self._seed.buckets) | set(self._changes or {}))

@@ -22,10 +22,11 @@ from typing import Any
 
 import yaml
 
+from scaleagent.apiserver import controllers
 from scaleagent.apiserver.auth import TokenAuthenticator
 from scaleagent.apiserver.discovery import version_info
 from scaleagent.apiserver.request import DEFAULT_VERSION, ApiContext
-from scaleagent.apiserver.resource import make_site
+from scaleagent.apiserver.resource import TRACE_REQUESTS, make_site
 from scaleagent.cluster import bootstrap
 from scaleagent.cluster.pki import ClusterPKI, load_or_create
 from scaleagent.redact import logger
@@ -46,6 +47,11 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--version", default=DEFAULT_VERSION, help="the Kubernetes version /version reports")
     parser.add_argument("--anonymous", action="store_true", help="accept requests without a valid token")
     parser.add_argument("--objects", type=Path, help="YAML file of objects to seed the cluster with")
+    parser.add_argument(
+        "--trace-requests",
+        action="store_true",
+        help="log one line per request (method, path, Content-Type, code) to stderr",
+    )
     args = parser.parse_args(list(argv))
     try:
         version_info(args.version)
@@ -127,6 +133,9 @@ async def serve(reactor: Any, args: argparse.Namespace) -> ServedCluster:
     pki = load_or_create(None)
     api = ApiContext(store, reactor, auth=TokenAuthenticator(anonymous=args.anonymous), version=args.version)
     api.ca_pem = pki.ca_cert_pem
+    if args.trace_requests:
+        api.extras[TRACE_REQUESTS] = True
+    controllers.start(api)
     token = api.issue_admin_token()
     site = make_site(api)
     factory = TLSMemoryBIOFactory(pki.server_context_factory(), False, site, clock=reactor)
