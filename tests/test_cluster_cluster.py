@@ -33,11 +33,13 @@ def shared():
     return ClusterSet(clock_at())
 
 
-def http_get(factory, path: str) -> bytes:
+def http_get(factory, path: str, transports: list | None = None) -> bytes:
     protocol = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 6080))
     transport = StringTransport()
     protocol.makeConnection(transport)
-    protocol.dataReceived(f"GET {path} HTTP/1.1\r\nHost: not-used\r\nConnection: close\r\n\r\n".encode())
+    protocol.dataReceived(f"GET {path} HTTP/1.1\r\nHost: not-used\r\n\r\n".encode())
+    if transports is not None:
+        transports.append(transport)
     return transport.value()
 
 
@@ -128,8 +130,11 @@ def test_bad_configuration_is_one_clear_error(overrides, message):
 
 def test_steve_site_answers_ping_and_takes_mounts(shared):
     a, b = shared.cluster(7, "scale-00007"), shared.cluster(8, "scale-00008")
-    reply = http_get(a.steve_resolver("tcp", "127.0.0.1:6080"), "/ping")
+    used: list = []
+    reply = http_get(a.steve_resolver("tcp", "127.0.0.1:6080"), "/ping", used)
     assert reply.startswith(b"HTTP/1.1 200") and reply.endswith(b"\r\n\r\npong")
+    # one request per connection, as steve's server: nothing lingers for peers that never reuse one
+    assert b"connection: close" in reply.lower() and used[0].disconnecting
     assert http_get(a.steve_resolver("tcp", "anything:1"), "/v1/schemas").startswith(b"HTTP/1.1 404")
     assert a.steve_resolver("tcp", "x:1") is b.steve_resolver("tcp", "y:2")  # one shared /ping site
     v1 = Resource()

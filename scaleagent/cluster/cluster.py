@@ -32,6 +32,7 @@ from typing import Any
 
 from twisted.internet.interfaces import IProtocolFactory
 from twisted.internet.task import LoopingCall
+from twisted.web.http import HTTPChannel
 from twisted.web.pages import notFound
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request, Site
@@ -133,13 +134,28 @@ class _PingResource(Resource):
     render_HEAD = render_GET
 
 
-class QuietSite(Site):
-    """A `Site` without access log or its per-second date timer (thousands exist in one process)."""
+class _OneRequestChannel(HTTPChannel):
+    """HTTP/1.1 without keep-alive: `Connection: close` on every response, then the connection ends."""
 
-    def __init__(self, resource: Resource, clock: Any) -> None:
+    def checkPersistence(self, request: Request, version: bytes) -> bool:
+        request.responseHeaders.setRawHeaders(b"connection", [b"close"])
+        return False
+
+
+class QuietSite(Site):
+    """A `Site` without access log or its per-second date timer (thousands exist in one process).
+
+    `keep_alive=False` closes every connection after one response, as steve's aggregation server does
+    (`SetKeepAlivesEnabled(false)`): a peer that opens a connection per request and never reuses it
+    leaves nothing behind.
+    """
+
+    def __init__(self, resource: Resource, clock: Any, *, keep_alive: bool = True) -> None:
         super().__init__(resource, reactor=clock)
         self.displayTracebacks = False
         self.noisy = False
+        if not keep_alive:
+            self.protocol = _OneRequestChannel
 
     def startFactory(self) -> None:
         self._logFile = None
@@ -356,7 +372,7 @@ class ClusterSet:
     def ping_site(self) -> QuietSite:
         """One `/ping` Site for every cluster whose steve root nobody extended."""
         if self._ping_site is None:
-            self._ping_site = QuietSite(steve_root_resource(), self.clock)
+            self._ping_site = QuietSite(steve_root_resource(), self.clock, keep_alive=False)
         return self._ping_site
 
     def _entry(
@@ -646,7 +662,7 @@ class SimulatedCluster:
         """This cluster's steve root (`/ping` already there); mount steve's `/v1` on it."""
         if self._steve_root is None:
             self._steve_root = steve_root_resource()
-            self._steve_site = QuietSite(self._steve_root, self.clusters.clock)
+            self._steve_site = QuietSite(self._steve_root, self.clusters.clock, keep_alive=False)
         return self._steve_root
 
     # -- lifecycle and persistence ---------------------------------------------------------------------
