@@ -314,3 +314,28 @@ def test_writes_are_routed_to_the_writes_module(client, api):
     )
     assert Response(transport.value()).code == 201
     assert api.store.lookup(api.kinds.by_resource("", "v1", "configmaps"), "default", "cm") is not None
+
+
+AGGREGATED_ACCEPT = (
+    "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,"
+    "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json"
+)
+
+
+def test_aggregated_discovery_when_asked_for(client):
+    core = client.get("/api", accept=AGGREGATED_ACCEPT)
+    assert core.headers["content-type"] == AGGREGATED_ACCEPT.split(",")[0]
+    [item] = core.json()["items"]
+    pods = next(r for r in item["versions"][0]["resources"] if r["resource"] == "pods")
+    assert pods["scope"] == "Namespaced" and pods["shortNames"] == ["po"]
+    assert pods["responseKind"] == {"group": "", "version": "v1", "kind": "Pod"}
+    groups = client.get("/apis", accept=AGGREGATED_ACCEPT).json()
+    apps = next(i for i in groups["items"] if i["metadata"]["name"] == "apps")
+    deploy = next(r for r in apps["versions"][0]["resources"] if r["resource"] == "deployments")
+    scale = next(s for s in deploy["subresources"] if s["subresource"] == "scale")
+    assert scale["responseKind"] == {"group": "autoscaling", "version": "v1", "kind": "Scale"}
+    autoscaling = next(i for i in groups["items"] if i["metadata"]["name"] == "autoscaling")
+    assert [v["version"] for v in autoscaling["versions"]] == ["v2", "v1"]
+    old = client.get("/apis", accept=AGGREGATED_ACCEPT.split(",")[1])
+    assert old.json()["apiVersion"] == "apidiscovery.k8s.io/v2beta1"
+    assert client.get("/apis").json()["kind"] == "APIGroupList"  # plain JSON: legacy discovery

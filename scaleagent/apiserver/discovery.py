@@ -133,6 +133,87 @@ def api_resource_list(kinds: Registry, group: str, version: str) -> bytes | None
     return _cached(kinds, ("resources", group, version), build)
 
 
+# -- aggregated discovery (apidiscovery.k8s.io) ------------------------------------------------------
+
+AGGREGATED_VERSIONS = ("v2", "v2beta1")
+
+
+def aggregated_version(accept: str) -> str | None:
+    """The apidiscovery version the Accept header asks for first ("v2"/"v2beta1"), or None for legacy."""
+    for item in accept.split(","):
+        params = dict(p.strip().split("=", 1) for p in item.split(";")[1:] if "=" in p)
+        if (
+            params.get("g") == "apidiscovery.k8s.io"
+            and params.get("as") == "APIGroupDiscoveryList"
+            and params.get("v") in AGGREGATED_VERSIONS
+        ):
+            return params["v"]
+        if item.split(";")[0].strip() in ("application/json", "*/*", "application/*") and "as" not in params:
+            return None
+    return None
+
+
+def aggregated_content_type(version: str) -> str:
+    return f"application/json;g=apidiscovery.k8s.io;v={version};as=APIGroupDiscoveryList"
+
+
+def _aggregated_resource(rt: ResourceType) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "resource": rt.plural,
+        "responseKind": {"group": rt.group, "version": rt.version, "kind": rt.kind},
+        "scope": "Namespaced" if rt.namespaced else "Cluster",
+        "singularResource": rt.singular,
+        "verbs": list(rt.verbs),
+    }
+    if rt.short_names:
+        entry["shortNames"] = list(rt.short_names)
+    if rt.categories:
+        entry["categories"] = list(rt.categories)
+    if rt.subresources:
+        entry["subresources"] = [
+            {
+                "subresource": sub.name,
+                "responseKind": {
+                    "group": rt.group if sub.group is None else sub.group,
+                    "version": rt.version if sub.version is None else sub.version,
+                    "kind": sub.kind,
+                },
+                "verbs": list(sub.verbs),
+            }
+            for sub in rt.subresources
+        ]
+    return entry
+
+
+def aggregated(kinds: Registry, core: bool, version: str) -> bytes:
+    """`/api` (core=True) or `/apis` as an APIGroupDiscoveryList: all resources in one document."""
+
+    def build() -> bytes:
+        items = []
+        for group, versions in kinds.groups():
+            if bool(group) == core:
+                continue
+            entries = [
+                {
+                    "version": v,
+                    "resources": [_aggregated_resource(rt) for rt in kinds.resources(group, v)],
+                    "freshness": "Current",
+                }
+                for v in versions
+            ]
+            items.append({"metadata": {"name": group} if group else {}, "versions": entries})
+        return _encode(
+            {
+                "kind": "APIGroupDiscoveryList",
+                "apiVersion": f"apidiscovery.k8s.io/{version}",
+                "metadata": {},
+                "items": items,
+            }
+        )
+
+    return _cached(kinds, ("aggregated", core, version), build)
+
+
 # -- OpenAPI ---------------------------------------------------------------------------------------
 
 

@@ -306,9 +306,14 @@ class ApiResource(Resource):
         if not parts:
             self._only_get(reading)
             return self._send(request, _encode({"paths": self._root_paths()}))
+        if head in ("api", "apis") and len(parts) == 1:
+            self._only_get(reading)
+            wanted = discovery.aggregated_version((headers.get("accept") or [""])[0])
+            if wanted is not None:
+                body = discovery.aggregated(kinds, head == "api", wanted)
+                return self._send(request, body, discovery.aggregated_content_type(wanted))
         if head == "api":
             if len(parts) == 1:
-                self._only_get(reading)
                 return self._send(request, discovery.api_versions(self.api.address))
             if len(parts) == 2:
                 self._only_get(reading)
@@ -316,7 +321,6 @@ class ApiResource(Resource):
             return self._resource(request, method, "", parts[1], parts[2:], headers, user)
         if head == "apis":
             if len(parts) == 1:
-                self._only_get(reading)
                 return self._send(request, discovery.api_group_list(kinds))
             if len(parts) == 2:
                 self._only_get(reading)
