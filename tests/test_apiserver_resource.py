@@ -339,3 +339,19 @@ def test_aggregated_discovery_when_asked_for(client):
     old = client.get("/apis", accept=AGGREGATED_ACCEPT.split(",")[1])
     assert old.json()["apiVersion"] == "apidiscovery.k8s.io/v2beta1"
     assert client.get("/apis").json()["kind"] == "APIGroupList"  # plain JSON: legacy discovery
+
+
+def test_a_watch_that_cannot_keep_up_is_closed(client, api):
+    from scaleagent.apiserver import resource
+
+    proto, transport = client.open("GET", f"{PODS}?watch=true&resourceVersion={api.store.resource_version}")
+    pods = api.kinds.by_resource("", "v1", "pods")
+    transport.producer.pauseProducing()  # what a full socket buffer does: the client is not reading
+    big = "x" * 65536
+    for i in range(resource.MAX_PAUSED_BYTES // len(big) + 2):
+        meta = {"name": f"big-{i}", "annotations": {"a": big}}
+        api.store.create(pods, dict(pod(f"big-{i}"), metadata=meta), namespace="default")
+        if not api.store.watching(pods):
+            break
+    assert not api.store.watching(pods)
+    assert Response(transport.value()).complete  # ended cleanly: the client re-watches from its last RV

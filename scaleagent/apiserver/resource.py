@@ -17,8 +17,10 @@ from types import ModuleType
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
+from twisted.internet.interfaces import IPushProducer
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
+from zope.interface import implementer
 
 from scaleagent.apiserver import controllers, discovery, status, tables
 from scaleagent.apiserver.auth import impersonate
@@ -39,6 +41,8 @@ PARTIAL_CONTENT_TYPE = "application/json;as=PartialObjectMetadata;v=v1;g=meta.k8
 HEALTH = ("healthz", "livez", "readyz")
 #: `api.extras[TRACE_REQUESTS] = True` logs one line per request (the CLI's --trace-requests)
 TRACE_REQUESTS = "trace_requests"
+#: a watch whose client has not read this much while the connection is paused is closed
+MAX_PAUSED_BYTES = 4 * 1024 * 1024
 
 _MISSING = object()
 _writes: Any = _MISSING
@@ -110,10 +114,18 @@ def _partial(obj: dict[str, Any]) -> dict[str, Any]:
 # -- watch streams ----------------------------------------------------------------------------------------
 
 
+@implementer(IPushProducer)
 class _WatchStream:
-    """One watch response: encodes events, holds the timers, and cleans up when either side ends it."""
+    """One watch response: encodes events, holds the timers, and cleans up when either side ends it.
+
+    It is the response's push producer: while the connection says "pause" (the client reads slower
+    than events come), writes are counted, and past `MAX_PAUSED_BYTES` the watch is closed, as a real
+    apiserver drops a watcher that cannot keep up; the client then re-watches from its last RV.
+    """
 
     __slots__ = (
+        "paused",
+        "pending",
         "request",
         "api",
         "rt",
@@ -139,6 +151,8 @@ class _WatchStream:
         self.timers: list[Any] = []
         self.done = False
         self.first = True
+        self.paused = False
+        self.pending = 0
 
     def _object_bytes(self, kind: str, entry: Entry) -> bytes:
         if kind in (BOOKMARK, ERROR) or self.form == "json":
@@ -157,17 +171,32 @@ class _WatchStream:
 
     def sink(self, kind: str, entry: Entry) -> None:
         line = b'{"type":"' + kind.encode() + b'","object":' + self._object_bytes(kind, entry) + b"}\n"
-        if self.started:
-            if not self.done:
-                self.request.write(line)
-        else:
+        if not self.started:
             self.buffer.append(line)
+        elif not self.done:
+            self.request.write(line)
+            if self.paused:
+                self.pending += len(line)
+                if self.pending > MAX_PAUSED_BYTES:
+                    self.close()
+
+    # IPushProducer, driven by the connection
+    def pauseProducing(self) -> None:
+        self.paused = True
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        self.pending = 0
+
+    def stopProducing(self) -> None:
+        self.stop()
 
     def start(self) -> None:
         self.request.setResponseCode(200)
         self.request.setHeader(b"content-type", JSON)
         self.request.setHeader(b"cache-control", b"no-cache, private")
         self.started = True
+        self.request.registerProducer(self, True)
         # Write now even when empty: clients wait for the headers before they consider a watch open.
         self.request.write(b"".join(self.buffer))
         self.buffer = []
@@ -208,6 +237,7 @@ class _WatchStream:
         if self.done:
             return
         self.stop()
+        self.request.unregisterProducer()
         self.request.finish()
 
 
@@ -543,8 +573,7 @@ class ApiResource(Resource):
             stream.buffer = []
             stream.start()
             stream.error(e)
-            stream.done = True
-            request.finish()
+            stream.close()
             return NOT_DONE_YET
         stream.start()
         stream.schedule(seconds, allow_bookmarks)
