@@ -355,3 +355,33 @@ def test_a_watch_that_cannot_keep_up_is_closed(client, api):
             break
     assert not api.store.watching(pods)
     assert Response(transport.value()).complete  # ended cleanly: the client re-watches from its last RV
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/pods?limit=abc",
+        "/api/v1/pods?limit=-5",
+        "/api/v1/pods?continue=%00%01",
+        "/api/v1/pods?resourceVersion=-1",
+        "/api/v1/pods?watch=true&timeoutSeconds=x",
+        "/api/v1/pods?watch=true&resourceVersion=abc",
+        "/api/v1/pods?labelSelector=%28%28%28",
+        "/api/v1/pods?fieldSelector=%3D%3D%3D",
+        "/api/v1/namespaces/default/pods/web-1/nonsense",
+        "/api/v1/namespaces/default/pods/web-1/log",
+        "/api/v1/namespaces//pods",
+        "/api/v2/pods",
+        "/apis/apps",
+        "/apis/apps/v1/namespaces/default",
+        "/api/v1/namespaces/default/bindings",
+        "/openapi/v3/apis/nope/v1",
+        "/%ff%fe/..",
+        "/api/v1/pods?sendInitialEvents=true",
+    ],
+)
+def test_odd_requests_get_a_status_never_a_crash(client, path):
+    response = client.get(path)
+    assert response.code < 500, response.body
+    if response.code >= 400:
+        assert response.json()["kind"] == "Status" and response.json()["code"] == response.code
