@@ -191,20 +191,6 @@ class _SharedPart:
     registry: Registry
 
 
-def _derive(registry: Registry) -> Registry:
-    """A registry sharing `registry`'s tables copy-on-write (each side copies on its next change)."""
-    derive = getattr(registry, "derive", None)
-    if derive is not None:
-        return derive()
-    # Until Registry.derive lands (requested in notes/api-apiserver.md): the same on its fields.
-    child = Registry()
-    child._tables = registry._tables
-    child._own = False
-    registry._own = False
-    child.generation = registry.generation
-    return child
-
-
 class ClusterSet:
     """Everything the clusters of one process share, and the clusters themselves (by index)."""
 
@@ -452,17 +438,7 @@ class ClusterSet:
         seed.buckets = buckets
         seed.sorted_keys = sorted_keys
         seed.resource_version = rv
-        return seed, _derive(part.registry)
-
-
-def _watched(store: Store, rt: Any) -> bool:
-    """Whether any watch on `rt`'s storage is open."""
-    watching = getattr(store, "watching", None)
-    if watching is not None:
-        return bool(watching(rt))
-    # Until Store.watching lands (requested in notes/api-apiserver.md): the same from its fields.
-    watchers = store._watchers
-    return bool(watchers and watchers.get(rt.storage_key))
+        return seed, part.registry.derive()
 
 
 class SimulatedCluster:
@@ -707,7 +683,7 @@ class SimulatedCluster:
             rt = api.kinds.by_resource("", "v1", "nodes")
             namespace = None
             change = liveness.heartbeat_node
-        if rt is None or not _watched(api.store, rt):
+        if rt is None or not api.store.watching(rt):
             return
         current = api.store.lookup(rt, namespace, node)
         if current is None:

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from scaleagent.apiserver.store import Entry, Store
+from scaleagent.apiserver.store import Store
 from scaleagent.redact import logger
 from scaleagent.state import StateDir
 
@@ -132,26 +132,8 @@ def restore(store: Store, saved: Saved) -> None:
     CustomResourceDefinitions among them are served again (and seed CRDs saved as deleted stop being
     served), so the custom objects saved alongside are reachable.
     """
-    loader = getattr(store, "restore", None)
-    if loader is not None:
-        loader(saved.changes, saved.resource_version)
-    else:
-        _restore_by_hand(store, saved.changes, saved.resource_version)
+    store.restore(saved.changes, saved.resource_version)
     _serve_crds(store, saved.changes)
-
-
-def _restore_by_hand(store: Store, changes: Iterable[Change], resource_version: int) -> None:
-    # Until Store.restore lands (requested in notes/api-apiserver.md): the same effect on its fields.
-    table: dict[StorageKey, dict[Key, Entry | None]] = {}
-    base = store._seed.buckets
-    for skey, key, obj in changes:
-        if obj is None and key not in base.get(skey, {}):
-            continue  # deleting something the seed does not have: nothing to do
-        table.setdefault(skey, {})[key] = Entry(obj) if obj is not None else None
-    store._changes = table or None
-    store._sorted = None
-    store._rv = max(store._rv, resource_version)
-    store._compacted = store._rv
 
 
 def _serve_crds(store: Store, changes: Iterable[Change]) -> None:
