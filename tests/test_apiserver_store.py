@@ -454,3 +454,28 @@ def test_derived_registries_share_tables_until_one_changes():
     derived.register(ResourceType("example.com", "v1", "Widget", "widgets", True, crd="widgets.example.com"))
     assert derived.by_resource("example.com", "v1", "widgets") is not None
     assert base.by_resource("example.com", "v1", "widgets") is None and derived.cache is not base.cache
+
+
+def test_dependents_index_follows_writes(seed):
+    store = Store(seed)
+    rs = KINDS.by_resource("apps", "v1", "replicasets")
+
+    def owned(name, owner_uid, ns="default"):
+        body = pod(name, ns=ns)
+        ref = {"apiVersion": "apps/v1", "kind": "ReplicaSet", "uid": owner_uid}
+        body["metadata"]["ownerReferences"] = [ref]
+        return body
+
+    owner = store.create(rs, {"metadata": {"name": "rs", "namespace": "default"}, "spec": {}})
+    uid = owner["metadata"]["uid"]
+    store.create(PODS, owned("p1", uid))
+    assert store.dependents(uid) == [(("", "pods"), ("default", "p1"))]  # index built here
+    store.create(PODS, owned("p2", uid))
+    store.create(PODS, owned("p3", uid, ns="other"))
+    assert [k for _, k in store.dependents(uid, "default")] == [("default", "p1"), ("default", "p2")]
+    p1 = store.get(PODS, "default", "p1")
+    orphaned = {k: v for k, v in p1["metadata"].items() if k != "ownerReferences"}
+    store.replace(PODS, dict(p1, metadata=orphaned))
+    store.delete(PODS, "default", "p2")
+    assert store.dependents(uid) == [(("", "pods"), ("other", "p3"))]
+    assert store.dependents("nobody") == []

@@ -390,6 +390,7 @@ class Store:
         "_watchers",
         "_now",
         "_uid",
+        "_owners",
     )
 
     def __init__(
@@ -413,6 +414,7 @@ class Store:
         self._watchers: dict[StorageKey, list[Watch]] | None = None
         self._now = now
         self._uid = uid
+        self._owners: dict[str, set[tuple[StorageKey, Key]]] | None = None  # built on first use
 
     # -- reads ---------------------------------------------------------------------------------------
 
@@ -735,8 +737,44 @@ class Store:
             changes[key] = entry if new is not None else None
         if (old is None or new is None) and self._sorted:
             self._sorted.pop(skey, None)
+        if self._owners is not None:
+            self._index_owners(skey, key, old.obj if old is not None else None, remove=True)
+            self._index_owners(skey, key, new, remove=False)
         self._record((rv, skey, kind, entry, old if kind == MODIFIED else None))
         return _as_type(entry, rt).obj
+
+    # -- owner index (garbage collection) -------------------------------------------------------------
+
+    def _index_owners(self, skey: StorageKey, key: Key, obj: dict[str, Any] | None, *, remove: bool) -> None:
+        assert self._owners is not None
+        for ref in (obj or {}).get("metadata", {}).get("ownerReferences") or ():
+            uid = ref.get("uid") if isinstance(ref, dict) else None
+            if not uid:
+                continue
+            if remove:
+                owned = self._owners.get(uid)
+                if owned is not None:
+                    owned.discard((skey, key))
+                    if not owned:
+                        del self._owners[uid]
+            else:
+                self._owners.setdefault(uid, set()).add((skey, key))
+
+    def dependents(self, uid: str, namespace: str | None = None) -> list[tuple[StorageKey, Key]]:
+        """Objects whose ownerReferences name `uid` (in `namespace` when given), sorted.
+
+        The index is built on first use (one pass over the cluster) and kept up to date by every
+        write after that, so clusters that never delete pay nothing for it.
+        """
+        if self._owners is None:
+            self._owners = {}
+            for skey in set(self._seed.buckets) | set(self._changes or {}):
+                for key in self._keys(skey):
+                    entry = self._entry(skey, key)
+                    if entry is not None:
+                        self._index_owners(skey, key, entry.obj, remove=False)
+        found = self._owners.get(uid, ())
+        return sorted(item for item in found if namespace is None or item[1][0] == namespace)
 
     # -- watch ---------------------------------------------------------------------------------------
 
@@ -861,6 +899,7 @@ class Store:
             else:
                 bucket[key] = Entry(obj)
         self._sorted = None
+        self._owners = None
         self._rv = max(self._rv, resource_version)
         self._history = None
         self._compacted = self._rv
