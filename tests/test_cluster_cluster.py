@@ -5,9 +5,12 @@ from __future__ import annotations
 import base64
 import calendar
 import json
+import shutil
 import time
+from pathlib import Path
 
 import pytest
+import pytest_twisted
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
@@ -19,6 +22,8 @@ from scaleagent.apiserver.writes import register_crd
 from scaleagent.cluster.cluster import ClusterSet, params_header, split_address
 
 NOW = 1_780_000_000.0
+TEMPLATE = Path(__file__).resolve().parent.parent / "etc" / "cluster.yaml"
+KUBECTL = shutil.which("kubectl") or "/usr/bin/kubectl"
 
 
 def clock_at(seconds: float = NOW) -> Clock:
@@ -230,3 +235,45 @@ def test_liveness_beats_only_while_watched_and_stops():
     clock.advance(60)
     assert len(events) == count
     clusters.stop()
+
+
+# -- python -m scaleagent.cluster with a template, an index and a state directory ----------------------
+
+
+@pytest_twisted.ensureDeferred
+async def test_cli_serves_cluster_n_of_a_template_and_keeps_its_changes(reactor, tmp_path):
+    from twisted.internet import utils
+
+    from scaleagent.cluster.__main__ import parse_args, serve
+
+    home = tmp_path / "home"
+    home.mkdir()
+    kubeconfig = tmp_path / "kubeconfig"
+    argv = [
+        "--kubeconfig", str(kubeconfig), "--name", "scale-00003", "--template", str(TEMPLATE),
+        "--cluster-index", "3", "--state-dir", str(tmp_path / "state"),
+    ]
+
+    async def kubectl(*args: str) -> str:
+        out, err, code = await utils.getProcessOutputAndValue(
+            KUBECTL, ["--kubeconfig", str(kubeconfig), "--request-timeout=20s", *args],
+            env={"HOME": str(home)}, reactor=reactor,
+        )
+        assert code == 0, err.decode()
+        return out.decode()
+
+    served = await serve(reactor, parse_args(argv))
+    try:
+        nodes = (await kubectl("get", "nodes", "-o", "name")).split()
+        assert len(nodes) >= 2 and all(n.startswith("node/scale-00003-node-") for n in nodes)
+        await kubectl("label", "namespace", "default", "touched=yes")
+        ca = served.pki.ca_cert_pem
+    finally:
+        await served.stop()
+    again = await serve(reactor, parse_args(argv))
+    try:
+        assert again.pki.ca_cert_pem == ca
+        labels = await kubectl("get", "namespace", "default", "-o", "jsonpath={.metadata.labels.touched}")
+        assert labels == "yes"
+    finally:
+        await again.stop()

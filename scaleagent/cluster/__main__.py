@@ -7,6 +7,14 @@ A CA and serving certificate are made at start; the kubeconfig (real port, the C
 certificate holds, an admin token inline) is written atomically only once the port listens, so a
 script can wait for the file.  `--objects FILE` seeds the cluster from a YAML file (documents or Lists).
 Users debug cluster templates with this; tests and benchmarks drive it.
+
+With `--template`, `--cluster-index` or `--state-dir` it serves cluster N exactly as the agent would
+(`scaleagent.cluster.cluster`): seeded from the template (built-in when not given), its changes saved
+in and restored from the state directory (with its CA), node liveness on; `--objects` are then written
+on top of the seed.
+
+    python -m scaleagent.cluster --kubeconfig ./kc --template etc/cluster.yaml --cluster-index 7 \
+        --state-dir ./state
 """
 
 from __future__ import annotations
@@ -47,6 +55,13 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--version", default=DEFAULT_VERSION, help="the Kubernetes version /version reports")
     parser.add_argument("--anonymous", action="store_true", help="accept requests without a valid token")
     parser.add_argument("--objects", type=Path, help="YAML file of objects to seed the cluster with")
+    parser.add_argument("--template", type=Path, help="cluster template YAML (as [clusters] template)")
+    parser.add_argument(
+        "--cluster-index", type=int, help="which cluster of the template to serve (its knobs and names)"
+    )
+    parser.add_argument(
+        "--state-dir", type=Path, help="state directory: CA and this cluster's changes, kept across runs"
+    )
     parser.add_argument(
         "--trace-requests",
         action="store_true",
@@ -57,6 +72,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         version_info(args.version)
     except ValueError as e:
         parser.error(str(e))
+    if args.cluster_index is not None and args.cluster_index < 0:
+        parser.error(f"--cluster-index {args.cluster_index}: expected >= 0")
     return args
 
 
@@ -121,6 +138,37 @@ class ServedCluster:
     server: str
     token: str
     pki: ClusterPKI
+    #: the `SimulatedCluster` when served from a template (`--template/--cluster-index/--state-dir`)
+    cluster: Any = None
+
+    def stop(self) -> Any:
+        """Stop listening; a template cluster saves its changes (else that happens at shutdown)."""
+        if self.cluster is not None:
+            self.cluster.clusters.stop()
+        return self.port.stopListening()
+
+
+def _from_template(reactor: Any, args: argparse.Namespace) -> tuple[ApiContext, ClusterPKI, Any]:
+    """Cluster `--cluster-index` of the template, as the agent builds it; saved on shutdown."""
+    from scaleagent.cluster.cluster import ClusterConfig, ClusterSet
+
+    clusters = ClusterSet(
+        reactor,
+        ClusterConfig(
+            version=args.version, anonymous=args.anonymous, template=args.template, state_dir=args.state_dir
+        ),
+    )
+    cluster = clusters.cluster(args.cluster_index or 0, args.name)
+    api = cluster.api
+    if args.objects:
+        for obj in load_objects(args.objects):
+            rt = api.kinds.by_api_version_kind(obj.get("apiVersion", ""), obj.get("kind", ""))
+            if rt is None:
+                raise ValueError(f"{args.objects}: unknown kind {obj.get('apiVersion')}/{obj.get('kind')}")
+            api.store.put(rt, obj)
+    clusters.start()
+    reactor.addSystemEventTrigger("before", "shutdown", clusters.stop)
+    return api, clusters.pki, cluster
 
 
 async def serve(reactor: Any, args: argparse.Namespace) -> ServedCluster:
@@ -128,11 +176,16 @@ async def serve(reactor: Any, args: argparse.Namespace) -> ServedCluster:
     from twisted.internet.endpoints import serverFromString
     from twisted.protocols.tls import TLSMemoryBIOFactory
 
-    extra = load_objects(args.objects) if args.objects else []
-    store = bootstrap.new_store(bootstrap.seed(extra) if extra else None)
-    pki = load_or_create(None)
-    api = ApiContext(store, reactor, auth=TokenAuthenticator(anonymous=args.anonymous), version=args.version)
-    api.ca_pem = pki.ca_cert_pem
+    cluster = None
+    if any(getattr(args, key, None) is not None for key in ("template", "cluster_index", "state_dir")):
+        api, pki, cluster = _from_template(reactor, args)
+    else:
+        extra = load_objects(args.objects) if args.objects else []
+        store = bootstrap.new_store(bootstrap.seed(extra) if extra else None)
+        pki = load_or_create(None)
+        auth = TokenAuthenticator(anonymous=args.anonymous)
+        api = ApiContext(store, reactor, auth=auth, version=args.version)
+        api.ca_pem = pki.ca_cert_pem
     if args.trace_requests:
         api.extras[TRACE_REQUESTS] = True
     controllers.start(api)
@@ -155,7 +208,7 @@ async def serve(reactor: Any, args: argparse.Namespace) -> ServedCluster:
         path=str(args.kubeconfig),
     )
     print(f"listening on {server}", flush=True)
-    return ServedCluster(api, port, server, token, pki)
+    return ServedCluster(api, port, server, token, pki, cluster)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
