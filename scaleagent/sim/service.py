@@ -371,7 +371,8 @@ class RancherSim(Service):
         self.tunnels.close_all()
         if self.port is not None:
             port, self.port = self.port, None
-            await port.stopListening()
+            # None when the port is already closed (e.g. the reactor is shutting down).
+            await defer.maybeDeferred(port.stopListening)
         await self.tunnels.wait_closed()
 
     async def stop(self) -> None:
