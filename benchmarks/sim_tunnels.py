@@ -39,6 +39,12 @@ PARAMS = base64.b64encode(
 ).decode()
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, from /proc (clock ticks)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -123,6 +129,8 @@ async def run(reactor, clusters: int, concurrency: int) -> dict:
         )
         tunnels.extend([main, steve])
 
+    cpu_before = cpu_seconds(process.pid)
+    own_before = time.process_time()
     start = time.perf_counter()
     await defer.gatherResults(
         [semaphore.run(lambda i=i: defer.ensureDeferred(one(i))) for i in range(clusters)], consumeErrors=True
@@ -135,6 +143,8 @@ async def run(reactor, clusters: int, concurrency: int) -> dict:
             break
         await deferLater(reactor, 0.02, lambda: None)
     all_active = time.perf_counter() - start
+    standin_cpu = cpu_seconds(process.pid) - cpu_before
+    client_cpu = time.process_time() - own_before
     await deferLater(reactor, 6, lambda: None)  # a round of pings
     rss_loaded = rss_kib(process.pid)
     for tunnel in tunnels:
@@ -151,6 +161,8 @@ async def run(reactor, clusters: int, concurrency: int) -> dict:
         "seconds_to_open_all_tunnels": round(opened, 3),
         "seconds_until_all_active": round(all_active, 3),
         "clusters_per_second": round(clusters / all_active, 1),
+        "standin_cpu_seconds_during_ramp": round(standin_cpu, 2),
+        "client_cpu_seconds_during_ramp": round(client_cpu, 2),
         "standin_rss_idle_mib": round(rss_idle / 1024, 1),
         "standin_rss_loaded_mib": round(rss_loaded / 1024, 1),
         "standin_kib_per_cluster": round((rss_loaded - rss_idle) / clusters, 1),
