@@ -5,8 +5,8 @@ Routes (rancher-protocol.md §6; Rancher's `pkg/multiclustermanager/routes.go` f
     GET  /ping                                   "pong", public
     GET  /v3/settings/cacerts                    public
     GET  /v3/settings/server-version
-    GET  /v3/clusters[?name=&id=&state=]          POST /v3/clusters (422 NotUnique on a name clash)
-    GET  /v3/clusters/<id>                       DELETE /v3/clusters/<id>
+    GET  /v3/clusters[?name=&id=&state=&driver=&uuid=]   POST /v3/clusters (422 NotUnique on a name clash)
+    GET  /v3/clusters/<id>                       DELETE /v3/clusters/<id> (`local`: 400, as Rancher's webhook)
     GET  /v3/clusters/<id>/clusterregistrationtokens
     GET  /v3/clusterregistrationtokens[?clusterId=&name=]   POST /v3/clusterregistrationtokens
     GET  /v3/clusterregistrationtokens/<clusterId>:<name>
@@ -16,7 +16,7 @@ Routes (rancher-protocol.md §6; Rancher's `pkg/multiclustermanager/routes.go` f
 Everything else under /v3 needs `Authorization: Bearer token-xxxxx:<secret>` (or Basic with the same
 pair, or the `R_SESS` cookie), else 401 `must authenticate`. Errors are norman's JSON errors
 (`{"baseType":"error","type":"error","status":422,"code":"NotUnique",...}`); JSON keys are sorted, as Go
-marshals maps.
+marshals maps. Collections page like norman's (`limit` 1000 by default, 3000 at most, `pagination.next`).
 
 Stand-in controls, authenticated like /v3: `GET /sim/clusters` (tunnels, params changes),
 `POST /sim/clusters/<id>/rotate-token`, `POST /sim/clusters/<id>/disconnect`.
