@@ -11,7 +11,7 @@ from twisted.internet.task import Clock
 
 from scaleagent.apiserver.writes import register_crd
 from scaleagent.cluster import persist
-from scaleagent.cluster.cluster import ClusterSet
+from scaleagent.cluster.cluster import SAVE_BATCH, SAVE_PAUSE, ClusterSet
 from scaleagent.state import CorruptStateFile, StateDir
 
 NOW = 1_780_000_000.0
@@ -211,3 +211,22 @@ def test_dump_and_parse_round_trip(tmp_path):
     )
     with pytest.raises(ValueError):
         persist.file_name("../escape")
+
+
+def test_periodic_saves_are_spread_over_reactor_turns(tmp_path):
+    clock = clock_at()
+    clusters = make_set(tmp_path, clock, save_interval=60)
+    clusters.start()
+    for index in range(60):
+        cluster = clusters.cluster(index, f"scale-{index:05d}")
+        configmap = {"metadata": {"name": "x", "namespace": "default"}}
+        cluster.store.create(types(cluster)["configmaps"], configmap)
+    state = StateDir(tmp_path)
+    clock.advance(60)
+    assert len(state.names("clusters")) == SAVE_BATCH
+    clock.advance(SAVE_PAUSE)
+    assert len(state.names("clusters")) == 2 * SAVE_BATCH
+    clock.advance(SAVE_PAUSE)
+    assert len(state.names("clusters")) == 60
+    assert clusters.save() == 0  # all saved
+    clusters.stop()

@@ -55,6 +55,8 @@ log = logger()
 DEFAULT_ADDRESS = "10.43.0.1:443"
 SET_FILE = "cluster-set.json"
 TOKEN_KEY_FILE = "cluster-token.key"
+SAVE_BATCH = 25  # cluster files written per reactor turn by the periodic save
+SAVE_PAUSE = 0.01  # seconds between those turns, so tunnel I/O runs in between
 CATTLE_NAMESPACE = "cattle-system"
 CATTLE_ACCOUNT = "cattle"
 _NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
@@ -230,6 +232,8 @@ class ClusterSet:
         self._server_tls: Any = None
         self._ping_site: QuietSite | None = None
         self._saver: LoopingCall | None = None
+        self._saving: Iterator[SimulatedCluster] | None = None
+        self._save_call: Any = None
         self.liveness = liveness.HeartbeatScheduler(
             clock, lease_period=config.lease_period, status_period=config.status_period
         )
@@ -328,7 +332,7 @@ class ClusterSet:
         for cluster in self:
             cluster.start()
         if self.state is not None and self.config.save_interval > 0:
-            self._saver = LoopingCall(self.save)
+            self._saver = LoopingCall(self._save_pass)
             self._saver.clock = self.clock
             self._saver.start(self.config.save_interval, now=False).addErrback(
                 lambda f: log.failure("periodic cluster save stopped", f)
@@ -339,14 +343,37 @@ class ClusterSet:
         if self._saver is not None and self._saver.running:
             self._saver.stop()
         self._saver = None
+        if self._save_call is not None and self._save_call.active():
+            self._save_call.cancel()
+        self._save_call = self._saving = None
         self.started = False
         for cluster in self:
             cluster.stop()
         self.liveness.stop()
 
     def save(self) -> int:
-        """Save every cluster changed since its last save; returns how many were written."""
+        """Save every cluster changed since its last save, now; returns how many were written."""
         return sum(1 for cluster in self if cluster.save())
+
+    def _save_pass(self) -> None:
+        """The periodic save: changed clusters, `SAVE_BATCH` per reactor turn (each write fsyncs, and
+        thousands in one turn would stall every tunnel's pings)."""
+        if self._saving is not None:
+            return  # the previous pass is still going
+        self._saving = iter([c for c in self._clusters.values() if c.dirty])
+        self._save_slice()
+
+    def _save_slice(self) -> None:
+        self._save_call = None
+        if self._saving is None:
+            return
+        for _ in range(SAVE_BATCH):
+            cluster = next(self._saving, None)
+            if cluster is None:
+                self._saving = None
+                return
+            cluster.save()
+        self._save_call = self.clock.callLater(SAVE_PAUSE, self._save_slice)
 
     # -- shared building blocks ----------------------------------------------------------------------------
 
@@ -689,7 +716,13 @@ class SimulatedCluster:
         if current is None:
             return
         now = float(self.clusters.clock.seconds())
-        api.store.replace(rt, change(current, now), namespace=namespace, check_resource_version=False)
+        store = api.store
+        clean = store.resource_version == self._saved_rv
+        store.replace(rt, change(current, now), namespace=namespace, check_resource_version=False)
+        if clean:
+            # A heartbeat alone is not worth a save (a restart renews it anyway): with Rancher watching
+            # Nodes every cluster would otherwise be rewritten every status period.
+            self._saved_rv = store.resource_version
 
     @property
     def dirty(self) -> bool:
