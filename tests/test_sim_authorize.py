@@ -94,6 +94,23 @@ def test_params_errors_are_ranchers(raw, message):
     assert str(caught.value) == message
 
 
+def test_deeply_nested_params_are_a_clear_error():
+    with pytest.raises(ParamsError, match="exceeded max depth"):
+        decode_params(enc("[" * 12000))
+
+
+def test_random_params_only_ever_raise_params_error():
+    rng = random.Random(11)
+    alphabet = b'{}[]":,abc 01\\n\xff'
+    for _ in range(5000):
+        raw = bytes(rng.choice(alphabet) for _ in range(rng.randint(0, 40)))
+        header = enc(raw) if rng.random() < 0.8 else raw.decode("latin-1")
+        try:
+            decode_params(header)
+        except ParamsError:
+            pass
+
+
 def test_params_good_and_go_like_leniency():
     data = decode_params(enc(GOOD))
     assert data.cluster == GOOD["cluster"]

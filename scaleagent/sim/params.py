@@ -153,6 +153,9 @@ def decode_params(header: str) -> TunnelInput:
         value = json.loads(doc)
     except json.JSONDecodeError as error:
         raise _syntax_error(doc, error) from None
+    except RecursionError:
+        # Go's decoder stops at nesting depth 10000 with this text; Python's stops earlier.
+        raise ParamsError("exceeded max depth") from None
     if value is None:
         value = {}
     if not isinstance(value, dict):
