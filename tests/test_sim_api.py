@@ -182,6 +182,8 @@ def test_cluster_errors(api):
     code, body = jcall(stub, "POST", "/v3/clusters", raw=b"{not json")
     assert (code, body["code"]) == (422, "InvalidBodyContent")
     assert body["message"].startswith("Failed to parse body: ")
+    code, body = jcall(stub, "POST", "/v3/clusters", raw=b"[" * 100_000)
+    assert (code, body["code"]) == (422, "InvalidBodyContent")
     code, body = jcall(stub, "POST", "/v3/clusters", body=["a"])
     assert (code, body["code"]) == (422, "InvalidBodyContent")
     code, body = jcall(stub, "POST", "/v3/clusters", body={"name": 5})

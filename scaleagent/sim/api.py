@@ -191,6 +191,8 @@ class ManagementAPI(Resource):
             body = json.loads(raw)
         except (ValueError, UnicodeDecodeError) as error:
             raise APIError(422, "InvalidBodyContent", f"Failed to parse body: {error}") from None
+        except RecursionError:
+            raise APIError(422, "InvalidBodyContent", "Failed to parse body: exceeded max depth") from None
         if not isinstance(body, dict):
             raise APIError(422, "InvalidBodyContent", "Failed to parse body: expected a JSON object")
         return body
