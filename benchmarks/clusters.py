@@ -11,7 +11,9 @@ Each count runs in a fresh child process (so resident memory is its own) through
   controller running): RSS growth per cluster, and the process total;
 * marginal: 200 more seeded clusters traced by tracemalloc after the N: the per-cluster cost beyond
   everything shared (the shared seed objects are all built by then), then the same with the
-  apiserver Site and TLS factory a first main-tunnel connect adds, and the steve mount.
+  apiserver Site and TLS factory a first main-tunnel connect adds, and the steve mount;
+* save: time to write 200 changed clusters' files (atomic: temp file, fsync, rename, fsync dir) in
+  a state directory under --state-parent (default: the system temp dir; pick the real disk).
 """
 
 from __future__ import annotations
@@ -43,7 +45,35 @@ def name(index: int) -> str:
     return f"scale-{index:05d}"
 
 
-def one(count: int) -> dict:
+def save_ms(parent: str | None) -> float:
+    """Milliseconds to save one changed cluster (its agent Deployment patched), averaged over 200."""
+    import copy
+    import shutil
+    import tempfile
+
+    from twisted.internet.task import Clock
+
+    from scaleagent.cluster.cluster import ClusterSet
+
+    clock = Clock()
+    clock.advance(time.time())
+    directory = tempfile.mkdtemp(prefix="clusters-bench-", dir=parent)
+    try:
+        clusters = ClusterSet(clock, state_dir=directory, save_interval=0)
+        for index in range(MARGINAL):
+            cluster = clusters.cluster(index, name(index))
+            deployments = cluster.api.kinds.by_resource("apps", "v1", "deployments")
+            agent = copy.deepcopy(cluster.store.get(deployments, "cattle-system", "cattle-cluster-agent"))
+            agent["metadata"].setdefault("labels", {})["patched"] = "yes"
+            cluster.store.replace(deployments, agent)
+        started = time.perf_counter()
+        written = clusters.save()
+        return (time.perf_counter() - started) / written * 1000
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def one(count: int, parent: str | None = None) -> dict:
     """Measure `count` clusters in this process (run in a child)."""
     from twisted.internet.task import Clock
 
@@ -107,6 +137,7 @@ def one(count: int) -> dict:
         "marginal_kib_apiserver_site_and_tls": round((after_site - after_store) / MARGINAL / 1024, 1),
         "marginal_kib_steve_root": round((after_steve - after_site) / MARGINAL / 1024, 1),
         "shared_objects_in_builder": clusters.builder.shared_objects,
+        "save_ms_per_changed_cluster": round(save_ms(parent), 2),
     }
 
 
@@ -114,16 +145,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clusters", type=int, action="append", help="cluster count (repeatable)")
     parser.add_argument("--out", type=Path, help="also write the figures here as JSON")
+    parser.add_argument("--state-parent", help="where the save measurement makes its state directory")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one is not None:
-        print(json.dumps(one(args.one)))
+        print(json.dumps(one(args.one, args.state_parent)))
         return
     counts = args.clusters or [1000, 10000]
     results = []
     for count in counts:
         child = subprocess.run(
-            [sys.executable, __file__, "--one", str(count)], capture_output=True, text=True, check=False
+            [sys.executable, __file__, "--one", str(count)]
+            + (["--state-parent", args.state_parent] if args.state_parent else []),
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if child.returncode != 0:
             raise SystemExit(f"{count} clusters: child failed:\n{child.stderr}")
@@ -138,7 +174,8 @@ def main() -> None:
             f"marginal {figures['marginal_kib_per_seeded_cluster']} KiB/cluster beyond the "
             f"shared seed (+{figures['marginal_kib_apiserver_site_and_tls']} KiB apiserver Site/TLS, "
             f"+{figures['marginal_kib_steve_root']} KiB steve root); "
-            f"build {figures['build_ms_per_cluster']} ms/cluster",
+            f"build {figures['build_ms_per_cluster']} ms/cluster; "
+            f"save {figures['save_ms_per_changed_cluster']} ms per changed cluster",
             flush=True,
         )
     report = {
