@@ -90,6 +90,17 @@ def test_identity_survives_a_restart_and_differs_between_state_dirs(tmp_path):
     assert oct((tmp_path / "one" / "cluster-token.key").stat().st_mode & 0o777) == "0o600"
 
 
+def test_a_corrupt_token_key_is_reported_and_replaced(tmp_path):
+    first = ClusterSet(clock_at(), state_dir=tmp_path)
+    token = first.cluster(0, "c0").token
+    (tmp_path / "cluster-token.key").write_text("not hex\n")
+    again = ClusterSet(clock_at(), state_dir=tmp_path)
+    assert again.cluster(0, "c0").token != token  # a new key, so new tokens (Rancher sees new params)
+    assert list(tmp_path.glob("cluster-token.key.corrupt-*"))
+    assert oct((tmp_path / "cluster-token.key").stat().st_mode & 0o777) == "0o600"
+    assert ClusterSet(clock_at(), state_dir=tmp_path).cluster(0, "c0").token == again.cluster(0, "c0").token
+
+
 def test_nothing_heavy_is_built_before_the_apiserver_is_needed(shared):
     cluster = shared.cluster(5, "scale-00005")
     cluster.tunnel_params()

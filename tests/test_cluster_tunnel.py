@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -403,6 +404,11 @@ async def test_kubectl_through_the_tunnel_and_a_restart(reactor, tmp_path):
         assert "Allocated resources:" in described and "Non-terminated Pods:" in described, described
         on_node = [p for p in pods if p["spec"]["nodeName"] == first]
         assert f"Non-terminated Pods:          ({len(on_node)} in total)" in described, described
+        # the CPU requests kubectl adds up from the pods are what the node's Rancher annotation says
+        node = next(n for n in nodes if n["metadata"]["name"] == first)
+        wanted = json.loads(node["metadata"]["annotations"]["management.cattle.io/pod-requests"])["cpu"]
+        allocated = described.split("Allocated resources:", 1)[1]
+        assert re.search(rf"\n\s+cpu\s+{re.escape(wanted)} \(\d+%\)", allocated), (wanted, allocated)
 
         # Rancher's import manifest objects are there
         await kubectl(reactor, home, "get", "serviceaccount", "cattle", "-n", "cattle-system")
