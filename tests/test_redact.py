@@ -23,7 +23,8 @@ def test_bearer_and_headers():
 
 
 def test_steve_credential_jwt_registration_token_and_key():
-    assert redact("stv-cluster-abcdef123") == f"stv-cluster-{MASK}"
+    assert redact(f"Bearer-less stv-cluster-{REGISTRATION_TOKEN}") == f"Bearer-less stv-cluster-{MASK}"
+    assert redact("client key stv-cluster-c-58jmv") == "client key stv-cluster-c-58jmv"
     assert redact(f"sa token {JWT} here") == f"sa token {MASK} here"
     assert redact(f"crt={REGISTRATION_TOKEN}") == f"crt={MASK}"
     assert redact(f"key:\n{PEM}\nend") == f"key:\n{MASK}\nend"
