@@ -25,8 +25,8 @@ _PATTERNS = [
     (re.compile(r"(?i)\b(bearer|basic)\s+[^\s\"',;]+"), r"\1 " + MASK),
     (re.compile(r"(?i)(x-api-tunnel-token[\"']?\s*[:=]\s*[\"']?)[^\s\"',;]+"), r"\1" + MASK),
     (re.compile(r"(?i)(\btoken[\"']?\s*[:=]\s*[\"']?)[^\s\"',;]+"), r"\1" + MASK),
-    # The steve tunnel's credential "stv-cluster-<registration token>", and JWTs (service-account tokens) anywhere.
-    # (a client key "stv-cluster-<cluster id>" such as stv-cluster-c-58jmv is not a secret).
+    # The steve tunnel's credential "stv-cluster-<registration token>" (a client key such as
+    # stv-cluster-c-58jmv is not a secret), and JWTs (service-account tokens) anywhere.
     (re.compile(r"\bstv-cluster-[A-Za-z0-9]{20,}"), "stv-cluster-" + MASK),
     (re.compile(r"\beyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"), MASK),
     # Rancher registration tokens: 54 characters of Rancher's token alphabet.
