@@ -230,3 +230,17 @@ def test_periodic_saves_are_spread_over_reactor_turns(tmp_path):
     assert len(state.names("clusters")) == 60
     assert clusters.save() == 0  # all saved
     clusters.stop()
+
+
+def test_forget_keeps_or_removes_the_state_file(tmp_path):
+    clusters = make_set(tmp_path)
+    for index in (1, 2):
+        cluster = clusters.cluster(index, f"scale-{index:05d}")
+        configmap = {"metadata": {"name": "x", "namespace": "default"}}
+        cluster.store.create(types(cluster)["configmaps"], configmap)
+    clusters.forget(1)
+    clusters.forget(2, remove_state=True)
+    assert StateDir(tmp_path).names("clusters") == ["clusters/scale-00001.json"]
+    assert len(clusters) == 0
+    again = clusters.cluster(2, "scale-00002")  # a new cluster of that name starts from its seed
+    assert again.store.lookup(types(again)["configmaps"], "default", "x") is None

@@ -312,11 +312,18 @@ class ClusterSet:
     def get(self, index: int) -> SimulatedCluster | None:
         return self._clusters.get(index)
 
-    def forget(self, index: int) -> None:
-        """Stop and drop cluster `index` (saved first); its state file stays."""
+    def forget(self, index: int, *, remove_state: bool = False) -> None:
+        """Stop and drop cluster `index` (saved first).  Its state file stays, unless `remove_state`:
+        a cluster deleted from Rancher for good must not hand its old writes to a new one of that name."""
         cluster = self._clusters.pop(index, None)
-        if cluster is not None:
-            cluster.stop()
+        if cluster is None:
+            return
+        cluster.stop(save=not remove_state)
+        if remove_state and self.state is not None:
+            try:
+                self.state.remove(persist.file_name(cluster.name))
+            except (StateError, OSError) as error:
+                log.error("cluster {name}: state not removed: {error}", name=cluster.name, error=str(error))
 
     def __iter__(self) -> Iterator[SimulatedCluster]:
         return iter(list(self._clusters.values()))
@@ -678,13 +685,14 @@ class SimulatedCluster:
         if self._api is not None:
             self._start_beats()
 
-    def stop(self) -> None:
-        """Liveness off, then save what changed."""
+    def stop(self, *, save: bool = True) -> None:
+        """Liveness off, then save what changed (unless `save` is False)."""
         if self._liveness is not None:
             self._liveness.cancel()
             self._liveness = None
         self.started = False
-        self.save()
+        if save:
+            self.save()
 
     def _start_beats(self) -> None:
         if self._liveness is not None:
