@@ -79,6 +79,8 @@ async def run(reactor, clusters: int, concurrency: int) -> dict:
         "tcp:0:interface=127.0.0.1",
         "--url-file",
         "url",
+        "--profile",
+        "none",  # bare tunnels here (no apiserver behind them): both tunnels up is Active
     ]
     process = reactor.spawnProcess(child, sys.executable, args, env=env, path=str(workdir))
     for _ in range(600):

@@ -103,6 +103,9 @@ class RancherSim(Service):
         summary_interval: float = 10.0,
         token_delay: float = 0.0,
         with_local: bool = True,
+        profile: str | None = None,
+        ui_browsing: bool = False,
+        driver_options: dict[str, Any] | None = None,
     ) -> None:
         self.reactor = reactor
         self._rng = rng if rng is not None else random.SystemRandom()
@@ -142,6 +145,15 @@ class RancherSim(Service):
         self.api = ManagementAPI(self)
         self.tunnels = SimTunnels(reactor, self.store)
         self.site = Site(Root(self.api, self.tunnels.resource))
+        # Rancher's traffic through each cluster's tunnels and its Active rule (None: tunnels decide).
+        self.driver: Any = None
+        if profile is not None:
+            from scaleagent.sim.driver import TrafficDriver
+            from scaleagent.sim.profiles import get_profile
+
+            self.driver = TrafficDriver(
+                self, get_profile(profile, ui_browsing=ui_browsing), **(driver_options or {})
+            ).attach()
         self.site.displayTracebacks = False
         self.site.log = lambda request: None  # no access log: a ramp of thousands of clusters floods it
         self.site.noisy = False
@@ -295,10 +307,16 @@ class RancherSim(Service):
             "api_requests": self.api.requests,
         }
 
+    def driver_summary(self) -> dict[str, Any] | None:
+        """The traffic driver's figures (requests, failures, latency), or None without a driver."""
+        return self.driver.summary() if self.driver is not None else None
+
     def log_summary(self, force: bool = False) -> None:
         """One line with the counts, when they changed (per-cluster events are debug-level)."""
         figures = self.summary()
         key = tuple(value for name, value in figures.items() if name != "api_requests")
+        if self.driver is not None:
+            key = (*key, self.driver.records.failures, self.driver.setups_done)
         if not force and key == self._last_summary:
             return
         self._last_summary = key
@@ -308,6 +326,8 @@ class RancherSim(Service):
             "{tunnels_refused}; params changes {params_changes}; API requests {api_requests}",
             **figures,
         )
+        if self.driver is not None:
+            self.driver.log_summary()
 
     def _rotate_expired(self) -> None:
         assert self.token_ttl is not None
@@ -368,6 +388,8 @@ class RancherSim(Service):
                 loop.stop()
         if self._listening is not None and not self._listening.called:
             self._listening.cancel()
+        if self.driver is not None:
+            self.driver.stop()
         self.tunnels.close_all()
         if self.port is not None:
             port, self.port = self.port, None

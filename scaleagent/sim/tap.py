@@ -48,7 +48,17 @@ class Options(usage.Options):
     optParameters.append(
         ["token-delay", None, "0", "Seconds until a new cluster's default-token exists (Rancher: a moment)."]
     )
+    optParameters.append(
+        [
+            "profile",
+            None,
+            "rancher-2.14",
+            "Rancher's traffic through each cluster's tunnels: idle, rancher-2.13, rancher-2.14, or none "
+            "(no traffic; both tunnels up is Active).",
+        ]
+    )
     optFlags = [
+        ["ui-browsing", None, "Add UI browsing load: periodic LISTs of pods and events per cluster."],
         ["no-tls", None, "Serve plain HTTP (debugging only; agents expect https)."],
         ["no-local", None, "Leave out Rancher's own `local` cluster (listed, active, undeletable)."],
     ]
@@ -80,6 +90,12 @@ class Options(usage.Options):
             raise usage.UsageError(
                 "--listen: expected a Twisted endpoint such as tcp:8443:interface=127.0.0.1"
             )
+        from scaleagent.sim.profiles import NAMES
+
+        if self["profile"] not in (*NAMES, "none"):
+            raise usage.UsageError(
+                f"--profile {self['profile']!r}: expected one of {', '.join(NAMES)}, none"
+            )
         names = self["hostname"] or ""
         self["hostnames"] = tuple(name.strip() for name in names.split(",") if name.strip())
 
@@ -101,6 +117,8 @@ def build(options: Options, reactor: Any) -> RancherSim:
         token_ttl=options["token-ttl"],
         token_delay=options["token-delay"],
         with_local=not options["no-local"],
+        profile=None if options["profile"] == "none" else options["profile"],
+        ui_browsing=bool(options["ui-browsing"]),
     )
 
 
