@@ -54,6 +54,7 @@ log = logger()
 
 DEFAULT_ADDRESS = "10.43.0.1:443"
 SET_FILE = "cluster-set.json"
+SET_LOCK = ".cluster-set.lock"
 TOKEN_KEY_FILE = "cluster-token.key"
 SAVE_BATCH = 25  # cluster files written per reactor turn by the periodic save
 SAVE_PAUSE = 0.01  # seconds between those turns, so tunnel I/O runs in between
@@ -211,7 +212,14 @@ class ClusterSet:
         )
         self.pki: ClusterPKI = load_or_create(self.state, host)
         self.template = ClusterTemplate.load(config.template)
-        self.created = self._created()
+        if self.state is not None:
+            # shards of one host may share the directory: the first to start creates, the rest read
+            with self.state.lock(SET_LOCK):
+                self.created = self._created()
+                self._token_key = self._load_token_key()
+        else:
+            self.created = self._created()
+            self._token_key = self._load_token_key()
         self.builder = SeedBuilder(
             self.template,
             ca_pem=self.pki.ca_cert_pem,
@@ -221,7 +229,6 @@ class ClusterSet:
             rancher=config.rancher,
             created=self.created,
         )
-        self._token_key = self._load_token_key()
         self._ca_b64 = base64.b64encode(self.pki.ca_cert_pem).decode("ascii")
         self._cattle_uid = self._find_cattle_uid()
         self._clusters: dict[int, SimulatedCluster] = {}
