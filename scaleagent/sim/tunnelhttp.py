@@ -21,7 +21,8 @@ from twisted.internet import defer
 from twisted.internet.protocol import Protocol
 from twisted.internet.ssl import Certificate, optionsForClientTLS
 from twisted.python.failure import Failure
-from twisted.web.client import Agent, HTTPConnectionPool, ResponseDone, _HTTP11ClientFactory, readBody
+from twisted.web.client import Agent, HTTPConnectionPool, ResponseDone, _HTTP11ClientFactory
+from twisted.web.http import PotentialDataLoss
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IBodyProducer
 from zope.interface import implementer
@@ -127,6 +128,31 @@ class _Lines(Protocol):
             self.transport.stopProducing()
 
 
+class _Body(Protocol):
+    """Collects a response body (readBody without its deprecation warning on virtual transports)."""
+
+    def __init__(self) -> None:
+        self._parts: list[bytes] = []
+        self.done: defer.Deferred[bytes] = defer.Deferred()
+
+    def dataReceived(self, data: bytes) -> None:  # noqa: N802
+        self._parts.append(data)
+
+    def connectionLost(self, reason: Failure) -> None:  # noqa: N802
+        if self.done.called:
+            return
+        if reason.check(ResponseDone, PotentialDataLoss):
+            self.done.callback(b"".join(self._parts))
+        else:
+            self.done.errback(reason)
+
+
+def read_body(response: Any) -> defer.Deferred[bytes]:
+    body = _Body()
+    response.deliverBody(body)
+    return body.done
+
+
 class Watch:
     """An open watch stream; `done` fires with "closed" (server ended it) or an error text."""
 
@@ -210,7 +236,7 @@ class ClusterHTTP:
             d = agent.request(method.encode(), url, request_headers, producer)
             d.addTimeout(timeout, reactor)
             response = await d
-            rd = readBody(response)
+            rd = read_body(response)
             rd.addTimeout(timeout, reactor)
             data = await rd
         except Exception as error:  # tunnel gone, TLS failure, refused connect, timeout
@@ -249,7 +275,7 @@ class ClusterHTTP:
         records.record(kind, response.code, reactor.seconds() - started)
         if response.code != 200:
             try:
-                data = await readBody(response)
+                data = await read_body(response)
             except Exception:
                 data = b""
             records.failure(

@@ -1,0 +1,298 @@
+"""The stand-in's Rancher traffic against the real agent, both ends in one process on loopback.
+
+Real TLS (the agent verifies the stand-in; the driver verifies each cluster's apiserver against the CA
+and the address host from the tunnel params), real tunnels, the real ClusterSet answering. Every test
+also checks that the driver recorded no answer Rancher would not have accepted.
+"""
+
+from __future__ import annotations
+
+import pytest
+import pytest_twisted
+from twisted.internet import defer
+from twisted.internet.task import deferLater
+from twisted.logger import formatEvent, globalLogPublisher
+
+from scaleagent.agent import AgentService
+from scaleagent.config import AgentConfig, ClustersConfig, RancherConfig, StateConfig
+from scaleagent.redact import Secret
+from scaleagent.sim import cleanup
+from scaleagent.sim import store as st
+from scaleagent.sim.service import start_ranchersim
+from scaleagent.sim.tunnel import main_key, steve_key
+
+
+async def until(reactor, predicate, seconds: float = 30.0, what: str = "condition") -> None:
+    for _ in range(int(seconds / 0.05)):
+        if predicate():
+            return
+        await deferLater(reactor, 0.05, lambda: None)
+    raise AssertionError(f"{what} not reached in {seconds}s")
+
+
+async def start_sim(reactor, profile: str = "rancher-2.14", **kwargs):
+    sim = await start_ranchersim(
+        reactor, profile=profile, summary_interval=0, driver_options={"start_jitter": 0.2}, **kwargs
+    )
+    # Seconds instead of Rancher's 15 s, so health and ping come round within a test.
+    sim.driver.profile = sim.driver.profile.with_options(health_interval=1.0, ping_interval=1.0)
+    return sim
+
+
+@pytest.fixture
+def sim(reactor):
+    started = pytest_twisted.blockon(defer.ensureDeferred(start_sim(reactor)))
+    yield started
+    pytest_twisted.blockon(defer.ensureDeferred(started.stop()))
+
+
+@pytest.fixture
+def logs():
+    lines: list[str] = []
+
+    def observe(event):
+        lines.append(formatEvent(event))
+
+    globalLogPublisher.addObserver(observe)
+    yield lines
+    globalLogPublisher.removeObserver(observe)
+
+
+def start_agent(reactor, sim, tmp_path, count: int, reconnect_per_second: float = 200.0) -> AgentService:
+    config = AgentConfig(
+        rancher=RancherConfig(url=sim.url, token=Secret(sim.api_token), ca_checksum=sim.ca_checksum),
+        clusters=ClustersConfig(
+            count=count, name_prefix="d-", ramp_per_second=200.0, reconnect_per_second=reconnect_per_second
+        ),
+        state=StateConfig(dir=tmp_path / "state"),
+    )
+    agent = AgentService(config, reactor, raise_limit=False, poll_interval=0.3, progress_interval=0.3)
+    agent.startService()
+    return agent
+
+
+def all_active(sim, n: int):
+    def check():
+        clusters = sim.store.clusters()
+        return len(clusters) == n and all(c.state == st.ACTIVE for c in clusters)
+
+    return check
+
+
+def no_failures(sim) -> None:
+    records = sim.driver.records
+    assert records.failures == 0, [
+        f"{f.kind} {f.method} {f.path} -> {f.status}: {f.detail}" for f in records.recent_failures
+    ]
+
+
+@pytest_twisted.ensureDeferred
+async def test_twenty_clusters_turn_active_under_rancher_214(reactor, sim, tmp_path):
+    agent = start_agent(reactor, sim, tmp_path, 20)
+    try:
+        await until(reactor, all_active(sim, 20), what="20 active clusters")
+        for cluster in sim.store.clusters():
+            conditions = {t: c.status for t, c in cluster.conditions.items()}
+            for needed in ("Provisioned", "Connected", "Ready", "AgentDeployed"):
+                assert conditions.get(needed) == "True", (cluster.name, conditions)
+            assert sim.driver.why_not_active(cluster.id) == []
+        # What GET /v3/clusters/<id> reports (the agent's Rancher client reads it).
+        one = sim.store.clusters()[0]
+        info = await agent.rancher.get_cluster(one.id)
+        assert info.state == "active"
+        summary = sim.driver.summary()
+        kinds = summary["kinds"]
+        # Rancher's order of traffic happened for every cluster, informers in watch-list mode.
+        for kind in (
+            "kube-system",
+            "discovery",
+            "version",
+            "nodes",
+            "impersonation",
+            "impersonation token",
+            "agent check",
+            "kubectl apply",
+            "health readyz",
+            "steve ping",
+            "watch secrets",
+        ):
+            assert kinds[kind]["count"] >= 20, kind
+        assert not any(k.startswith("list ") for k in kinds), "2.14 lists through watch-list, not LIST"
+        await until(reactor, lambda: sim.driver.summary()["watches_open"] == 20 * 11, what="all watches open")
+        assert summary["setups_done"] == 20
+        # The agent's side kept what Rancher applied: the impersonation Secret got its token, the agent
+        # Deployment carries kubectl's last-applied annotation.
+        runner = agent.runners[0]
+        store = runner.cluster.store
+        rt = store.kinds.by_resource("apps", "v1", "deployments")
+        deployment = store.get(rt, "cattle-system", "cattle-cluster-agent")
+        assert "kubectl.kubernetes.io/last-applied-configuration" in deployment["metadata"]["annotations"]
+        secrets = store.list(
+            store.kinds.by_resource("", "v1", "secrets"), namespace="cattle-impersonation-system"
+        )
+        assert any((s.get("data") or {}).get("token") for s in secrets.objects())
+        # Health keeps going every interval.
+        before = sim.driver.records.statuses[("health readyz", 200)]
+        await until(
+            reactor,
+            lambda: sim.driver.records.statuses[("health readyz", 200)] >= before + 20,
+            what="another round of health checks",
+        )
+        no_failures(sim)
+    finally:
+        await agent.stopService()
+
+
+@pytest_twisted.ensureDeferred
+async def test_every_tunnel_dropped_at_once_recovers_without_a_burst(reactor, sim, tmp_path):
+    n = 20
+    agent = start_agent(reactor, sim, tmp_path, n, reconnect_per_second=20.0)
+    try:
+        await until(reactor, all_active(sim, n), what="all active")
+        reopened: list[float] = []
+        states: list[str] = []
+
+        def listen(event, cluster):
+            if event == st.TUNNEL_UP:
+                reopened.append(reactor.seconds())
+            elif event == st.STATE:
+                states.append(cluster.state)
+
+        sim.store.add_listener(listen)
+        cut_at = reactor.seconds()
+        for key in sim.tunnels.server.client_keys():
+            for protocol in sim.tunnels.server.protocols(key):
+                protocol.cut()
+        await until(reactor, lambda: sim.store.counts()[st.UNAVAILABLE] == n, seconds=10, what="unavailable")
+        await until(reactor, all_active(sim, n), seconds=60, what="all active again")
+        sim.store.remove_listener(listen)
+        assert states.count(st.UNAVAILABLE) >= n
+        # 2n tunnels came back spread out: the reconnect limiter (20/s) and jittered backoff, no burst.
+        assert len(reopened) >= 2 * n
+        spread = max(reopened) - min(reopened)
+        assert spread >= 1.0, spread
+        busiest = max(sum(1 for t in reopened if s <= t < s + 0.1) for s in reopened)
+        assert busiest <= 2 * n // 3, (busiest, sorted(round(t - cut_at, 2) for t in reopened))
+        no_failures(sim)
+    finally:
+        await agent.stopService()
+
+
+@pytest_twisted.ensureDeferred
+async def test_wrong_registration_token_is_one_clear_log_line_and_others_stay_active(
+    reactor, sim, tmp_path, logs
+):
+    n = 5
+    agent = start_agent(reactor, sim, tmp_path, n)
+    try:
+        await until(reactor, all_active(sim, n), what="all active")
+        victim = agent.runners[2]
+        victim_id = victim.record.rancher_id
+        left_active: list[str] = []
+
+        def listen(event, cluster):
+            if event == st.STATE and cluster.id != victim_id and cluster.state != st.ACTIVE:
+                left_active.append(cluster.name)
+
+        sim.store.add_listener(listen)
+        victim.token = Secret("x" * 54)  # a registration token the stand-in never issued
+        for key in (main_key(victim_id), steve_key(victim_id)):
+            for protocol in sim.tunnels.server.protocols(key):
+                protocol.cut()
+        await until(
+            reactor,
+            lambda: any(victim.name in line and "refused with HTTP 40" in line for line in logs),
+            what="the agent's log line about the refused tunnel",
+        )
+        # The agent re-reads the token from Rancher and comes back.
+        await until(reactor, all_active(sim, n), what="the victim active again")
+        sim.store.remove_listener(listen)
+        assert left_active == []
+        line = next(line for line in logs if victim.name in line and "refused with HTTP 40" in line)
+        assert "x" * 20 not in line
+        no_failures(sim)
+    finally:
+        await agent.stopService()
+
+
+@pytest_twisted.ensureDeferred
+async def test_deleted_cluster_receives_cleanup_objects_then_disconnects(reactor, sim, tmp_path):
+    agent = start_agent(reactor, sim, tmp_path, 3)
+    try:
+        await until(reactor, all_active(sim, 3), what="all active")
+        runner = agent.runners[1]
+        cluster_id = runner.record.rancher_id
+        simulated = runner.cluster
+        closed: list[str] = []
+        server = sim.tunnels.server
+        original = server.on_session_removed
+
+        def removed(key, session):
+            if key in (main_key(cluster_id), steve_key(cluster_id)):
+                # The cleanup objects were in the cluster before its session closed.
+                closed.append(key if objects_present() else "closed-before-cleanup")
+            original(key, session)
+
+        def objects_present() -> bool:
+            store = simulated.store
+            job = store.lookup(store.kinds.by_resource("batch", "v1", "jobs"), "default", cleanup.JOB)
+            return job is not None
+
+        server.on_session_removed = removed
+        try:
+            sim.delete_cluster(cluster_id)
+            await until(reactor, lambda: len(closed) == 2, what="both sessions closed")
+        finally:
+            server.on_session_removed = original
+        assert sorted(closed) == sorted([main_key(cluster_id), steve_key(cluster_id)])
+        store = simulated.store
+        job = store.get(store.kinds.by_resource("batch", "v1", "jobs"), "default", cleanup.JOB)
+        env = job["spec"]["template"]["spec"]["containers"][0]["env"]
+        assert {"name": "CLUSTER_CLEANUP", "value": "true"} in env
+        for group, plural, namespace, name in (
+            ("rbac.authorization.k8s.io", "clusterroles", None, cleanup.ROLE),
+            ("", "serviceaccounts", "default", cleanup.ACCOUNT),
+            ("rbac.authorization.k8s.io", "clusterrolebindings", None, cleanup.BINDING),
+        ):
+            obj = store.get(store.kinds.preferred(group, plural), namespace, name)
+            assert obj["metadata"]["ownerReferences"][0]["uid"] == job["metadata"]["uid"]
+        assert sim.driver.cleanups == {"sent": 1, "failed": 0}
+        assert cluster_id not in sim.driver.clusters
+        no_failures(sim)
+    finally:
+        await agent.stopService()
+
+
+@pytest.mark.parametrize("profile", ["rancher-2.13", "idle"])
+@pytest_twisted.ensureDeferred
+async def test_other_profiles_also_turn_active(reactor, tmp_path, profile):
+    sim = await start_sim(reactor, profile)
+    agent = start_agent(reactor, sim, tmp_path, 3)
+    try:
+        await until(reactor, all_active(sim, 3), what="3 active clusters")
+        kinds = sim.driver.summary()["kinds"]
+        if profile == "idle":
+            assert not any(k.startswith(("list ", "watch ")) for k in kinds)
+            assert sim.driver.summary()["informers"] == 0
+        else:
+            assert kinds["list namespaces"]["count"] >= 3 and kinds["health kube-system"]["count"] >= 3
+            await until(reactor, lambda: sim.driver.summary()["watches_open"] == 33, what="watches open")
+        no_failures(sim)
+    finally:
+        await agent.stopService()
+        await sim.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_ui_browsing_lists_pods_and_events_impersonated(reactor, tmp_path):
+    sim = await start_sim(reactor, "idle", ui_browsing=True)
+    sim.driver.profile = sim.driver.profile.with_options(ui_interval=0.5)
+    agent = start_agent(reactor, sim, tmp_path, 2)
+    try:
+        await until(reactor, all_active(sim, 2), what="2 active")
+        await until(reactor, lambda: sim.driver.records.statuses[("ui pods", 200)] >= 4, what="UI lists")
+        assert sim.driver.records.statuses[("ui events", 200)] >= 2
+        no_failures(sim)
+    finally:
+        await agent.stopService()
+        await sim.stop()
