@@ -151,15 +151,17 @@ def test_steve_site_answers_ping_and_takes_mounts(shared):
     assert reply.startswith(b"HTTP/1.1 200") and reply.endswith(b"\r\n\r\npong")
     # one request per connection, as steve's server: nothing lingers for peers that never reuse one
     assert b"connection: close" in reply.lower() and used[0].disconnecting
-    assert http_get(a.steve_resolver("tcp", "anything:1"), "/v1/schemas").startswith(b"HTTP/1.1 404")
-    assert a.steve_resolver("tcp", "x:1") is b.steve_resolver("tcp", "y:2")  # one shared /ping site
+    assert http_get(a.steve_resolver("tcp", "anything:1"), "/nothing").startswith(b"HTTP/1.1 404")
+    # one shared steve site; each connection is tagged with its cluster for steve's /v1 (issue 13)
+    assert a.steve_resolver("tcp", "x:1").site is b.steve_resolver("tcp", "y:2").site
     v1 = Resource()
     v1.putChild(b"schemas", Schemas())
     a.steve_root.putChild(b"v1", v1)
     assert http_get(a.steve_resolver("tcp", "127.0.0.1:6080"), "/v1/schemas").endswith(b'{"data":[]}')
     assert http_get(a.steve_resolver("tcp", "127.0.0.1:6080"), "/ping").endswith(b"pong")
-    assert http_get(b.steve_resolver("tcp", "127.0.0.1:6080"), "/v1/schemas").startswith(b"HTTP/1.1 404")
-    assert not a.materialized
+    other = http_get(b.steve_resolver("tcp", "127.0.0.1:6080"), "/v1/schemas")
+    assert other.startswith(b"HTTP/1.1 200") and b'"resourceType":"schema"' in other  # steve's own /v1
+    assert not a.materialized and b.materialized  # browsing builds that cluster's store only
 
 
 def test_seed_contents_token_secret_and_sharing(shared):

@@ -264,6 +264,10 @@ async def test_steve_tunnel_answers_ping_on_any_target(reactor, clusters):
             assert (response.code, await readBody(response)) == (200, b"pong")
         assert not cluster.materialized  # /ping needs no store
         response = await agent.request(b"GET", b"http://127.0.0.1:6080/v1/schemas")
+        assert response.code == 200  # steve's /v1 (issue 13) builds the store on first browse
+        assert json.loads(await readBody(response))["resourceType"] == "schema"
+        assert cluster.materialized
+        response = await agent.request(b"GET", b"http://127.0.0.1:6080/nothing-here")
         assert response.code == 404
         await readBody(response)
     finally:

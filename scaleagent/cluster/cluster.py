@@ -36,6 +36,7 @@ from twisted.web.http import HTTPChannel
 from twisted.web.pages import notFound
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request, Site
+from zope.interface import implementer
 
 from scaleagent.apiserver import controllers
 from scaleagent.apiserver.auth import TokenAuthenticator
@@ -182,6 +183,29 @@ def steve_root_resource() -> Resource:
     root = _SteveRoot()
     root.putChild(b"ping", _PingResource())
     return root
+
+
+@implementer(IProtocolFactory)
+class _SteveConnections:
+    """The shared steve Site for one CONNECT, each channel tagged with its cluster (`steve_cluster`,
+    read by steve's `/v1`).  Made per connection and dropped with it: no per-cluster object."""
+
+    __slots__ = ("site", "cluster")
+
+    def __init__(self, site: QuietSite, cluster: Any) -> None:
+        self.site = site
+        self.cluster = cluster
+
+    def buildProtocol(self, addr: Any) -> Any:
+        channel = self.site.buildProtocol(addr)
+        channel.steve_cluster = self.cluster
+        return channel
+
+    def doStart(self) -> None:
+        return None
+
+    def doStop(self) -> None:
+        return None
 
 
 @dataclass
@@ -397,9 +421,14 @@ class ClusterSet:
         return self._server_tls
 
     def ping_site(self) -> QuietSite:
-        """One `/ping` Site for every cluster whose steve root nobody extended."""
+        """One steve Site for every cluster (`/ping`, and steve's `/v1` for the cluster each
+        connection is tagged with): nothing per cluster until someone browses it."""
         if self._ping_site is None:
-            self._ping_site = QuietSite(steve_root_resource(), self.clock, keep_alive=False)
+            from scaleagent.steve import V1Resource
+
+            root = steve_root_resource()
+            root.putChild(b"v1", V1Resource(self.clock))
+            self._ping_site = QuietSite(root, self.clock, keep_alive=False)
         return self._ping_site
 
     def _entry(
@@ -672,13 +701,16 @@ class SimulatedCluster:
         """Any target → the plain-HTTP steve Site (steve ignores the address, as the real agent does)."""
         if self._steve_site is not None:
             return self._steve_site
-        return self.clusters.ping_site()
+        return _SteveConnections(self.clusters.ping_site(), self)
 
     @property
     def steve_root(self) -> Resource:
         """This cluster's steve root (`/ping` already there); mount steve's `/v1` on it."""
         if self._steve_root is None:
+            from scaleagent.steve import V1Resource
+
             self._steve_root = steve_root_resource()
+            self._steve_root.putChild(b"v1", V1Resource(self.clusters.clock, lambda _request: self.api))
             self._steve_site = QuietSite(self._steve_root, self.clusters.clock, keep_alive=False)
         return self._steve_root
 
