@@ -25,6 +25,7 @@ from zope.interface import implementer
 from scaleagent.apiserver import controllers, discovery, status, tables
 from scaleagent.apiserver.auth import impersonate
 from scaleagent.apiserver.bodies import media_type
+from scaleagent.apiserver.faults import FAILING_CHECKS, FAULTS, failing_health
 from scaleagent.apiserver.kinds import ResourceType
 from scaleagent.apiserver.request import ApiContext, ApiRequest
 from scaleagent.apiserver.selectors import matcher
@@ -255,6 +256,30 @@ class ApiResource(Resource):
 
     # entry point: one method for every HTTP verb
     def render(self, request: Request) -> bytes | int:
+        faults = self.api.extras.get(FAULTS)
+        if faults is not None and faults.latency > 0:
+            return self._render_later(request, faults.latency)
+        return self._render_now(request)
+
+    def _render_later(self, request: Request, delay: float) -> int:
+        """A slow apiserver (fault injection): answer after `delay` seconds, unless the client left."""
+
+        def answer() -> None:
+            if request.finished or getattr(request, "_disconnected", False):
+                return
+            body = self._render_now(request)
+            if body is NOT_DONE_YET:
+                return
+            request.setHeader(b"content-length", str(len(body)).encode())
+            if request.method != b"HEAD":
+                request.write(body)
+            request.finish()
+
+        call = self.api.clock.callLater(delay, answer)
+        request.notifyFinish().addErrback(lambda _: call.cancel() if call.active() else None)
+        return NOT_DONE_YET
+
+    def _render_now(self, request: Request) -> bytes | int:
         try:
             result = self._route(request)
         except ApiError as e:
@@ -406,6 +431,12 @@ class ApiResource(Resource):
         body = discovery.health(endpoint, check or None, verbose, exclude)
         if body is None:
             raise status.path_not_found()
+        faults = self.api.extras.get(FAULTS)
+        if endpoint == "readyz" and faults is not None and faults.unready:
+            if not check or check in FAILING_CHECKS:  # a readiness fault: etcd "unreachable"
+                request.setHeader(b"x-content-type-options", b"nosniff")
+                body = failing_health(endpoint, discovery.CHECKS[endpoint], check or None)
+                return self._send(request, body, TEXT, 500)
         request.setHeader(b"x-content-type-options", b"nosniff")
         return self._send(request, body, TEXT)
 
