@@ -113,6 +113,23 @@ class AdminConfig:
 
 
 @dataclass(frozen=True)
+class ChurnConfig:
+    """Churn and faults at a steady rate (`scaleagent.churn`); every rate 0 = off (the default)."""
+
+    leave_per_minute: float = 0.0
+    rejoin_after: float = 60.0
+    drop_fraction: float = 0.0
+    drop_interval: float = 300.0
+    unhealthy_per_minute: float = 0.0
+    unhealthy_for: float = 120.0
+    slow_per_minute: float = 0.0
+    slow_for: float = 120.0
+    slow_latency: float = 2.0
+    pods_per_minute: float = 0.0
+    pod_lifetime: float = 60.0
+
+
+@dataclass(frozen=True)
 class AgentConfig:
     """The whole configuration of one scaleagent process."""
 
@@ -122,6 +139,7 @@ class AgentConfig:
     apiserver: ApiserverConfig = ApiserverConfig()
     state: StateConfig = StateConfig()
     admin: AdminConfig = AdminConfig()
+    churn: ChurnConfig = ChurnConfig()
 
 
 # -- value parsers: each returns the value or raises ValueError(<what was expected>) ---------------
@@ -148,6 +166,28 @@ def _positive_number(raw: str) -> float:
     except ValueError:
         raise ValueError(expected) from None
     if not value > 0 or value == float("inf"):
+        raise ValueError(expected)
+    return value
+
+
+def _non_negative(raw: str) -> float:
+    expected = "a number >= 0"
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(expected) from None
+    if not value >= 0 or value == float("inf"):
+        raise ValueError(expected)
+    return value
+
+
+def _fraction(raw: str) -> float:
+    expected = "a fraction between 0 and 1, for example 0.05"
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(expected) from None
+    if not 0 <= value <= 1:
         raise ValueError(expected)
     return value
 
@@ -268,6 +308,19 @@ _SCHEMA: dict[str, dict[str, Any]] = {
         "listen": _endpoint,
         "token_file": _PATH,
     },
+    "churn": {
+        "leave_per_minute": _non_negative,
+        "rejoin_after": _positive_number,
+        "drop_fraction": _fraction,
+        "drop_interval": _positive_number,
+        "unhealthy_per_minute": _non_negative,
+        "unhealthy_for": _positive_number,
+        "slow_per_minute": _non_negative,
+        "slow_for": _positive_number,
+        "slow_latency": _positive_number,
+        "pods_per_minute": _non_negative,
+        "pod_lifetime": _positive_number,
+    },
 }
 
 
@@ -354,6 +407,7 @@ def _build(
         apiserver=ApiserverConfig(**values.get("apiserver", {})),
         state=StateConfig(**(state or {"dir": base / StateConfig.dir})),
         admin=AdminConfig(**admin),
+        churn=ChurnConfig(**values.get("churn", {})),
     )
 
 

@@ -58,6 +58,12 @@ def test_empty_file_gives_every_default(tmp_path):
     assert config.state.dir == tmp_path / "state"
     assert config.admin.listen == "tcp:8180:interface=127.0.0.1"
     assert config.admin.token_file is None
+    churn = config.churn
+    assert (churn.leave_per_minute, churn.rejoin_after) == (0.0, 60.0)
+    assert (churn.drop_fraction, churn.drop_interval) == (0.0, 300.0)
+    assert (churn.unhealthy_per_minute, churn.unhealthy_for) == (0.0, 120.0)
+    assert (churn.slow_per_minute, churn.slow_for, churn.slow_latency) == (0.0, 120.0, 2.0)
+    assert (churn.pods_per_minute, churn.pod_lifetime) == (0.0, 60.0)
 
 
 def test_every_key_is_read(tmp_path):
@@ -201,6 +207,11 @@ def test_owned_indices_follow_the_shard(tmp_path):
         ("apiserver", "version", "v1.32.4+k3s1", PLAIN_VERSION),
         ("apiserver", "anonymous", "nope", "true or false"),
         ("admin", "listen", "8180", "a Twisted server endpoint string such as tcp:8180:interface=127.0.0.1"),
+        ("churn", "leave_per_minute", "-1", "a number >= 0"),
+        ("churn", "pods_per_minute", "lots", "a number >= 0"),
+        ("churn", "drop_fraction", "1.5", "a fraction between 0 and 1, for example 0.05"),
+        ("churn", "rejoin_after", "0", "a number > 0"),
+        ("churn", "slow_latency", "-2", "a number > 0"),
     ],
 )
 def test_bad_value_names_file_section_key_value_and_expectation(tmp_path, section, key, value, expected):
@@ -222,7 +233,7 @@ def test_not_an_ini_file(tmp_path):
 def test_unknown_section_and_key(tmp_path):
     assert error_of(tmp_path, "[cluster]\ncount = 3\n") == (
         f"{tmp_path / 'agent.ini'}: [cluster]: unknown section; expected one of "
-        "[rancher], [clusters], [apiserver], [state], [admin]"
+        "[rancher], [clusters], [apiserver], [state], [admin], [churn]"
     )
     assert error_of(tmp_path, "[clusters]\ncuont = 3\n") == (
         f"{tmp_path / 'agent.ini'}: [clusters] cuont: unknown key; expected one of "
@@ -281,6 +292,22 @@ def test_parse_helpers():
     assert split_host_port("[::1]:443") == ("::1", 443)
     with pytest.raises(ValueError):
         split_host_port("host:0")
+
+
+def test_churn_keys_are_read(tmp_path):
+    config = load(
+        tmp_path,
+        "[churn]\nleave_per_minute = 6\nrejoin_after = 5\ndrop_fraction = 0.25\ndrop_interval = 30\n"
+        "unhealthy_per_minute = 2\nunhealthy_for = 10\nslow_per_minute = 1.5\nslow_for = 20\n"
+        "slow_latency = 0.5\npods_per_minute = 600\npod_lifetime = 15\n",
+    )
+    churn = config.churn
+    assert (churn.leave_per_minute, churn.rejoin_after, churn.drop_fraction, churn.drop_interval) == (
+        6.0, 5.0, 0.25, 30.0
+    )
+    assert (churn.unhealthy_per_minute, churn.unhealthy_for) == (2.0, 10.0)
+    assert (churn.slow_per_minute, churn.slow_for, churn.slow_latency) == (1.5, 20.0, 0.5)
+    assert (churn.pods_per_minute, churn.pod_lifetime) == (600.0, 15.0)
 
 
 def test_shipped_config_loads():
