@@ -27,6 +27,9 @@ from scaleagent.steve.schemas import Schema, SchemaSet, schema_id
 from scaleagent.steve.summary import Relationship, normalize_conditions, summarize
 
 Obj = dict[str, Any]
+#: top-level fields of steve's envelope; an object's own ones travel as `_<name>` (rancher/apiserver
+#: ReservedFields, steve's proxy store moveToUnderscore / moveFromUnderscore)
+RESERVED = ("id", "type", "links", "actions")
 
 
 class Urls:
@@ -130,6 +133,9 @@ class Formatter:
         """`obj` (a stored dict, never mutated) as steve sends it."""
         out: Obj = {"id": object_id(obj), "type": schema.id, "links": self.links(schema, obj)}
         body = dict(obj)
+        for key in RESERVED:  # steve's moveToUnderscore: an Event's or Secret's `type` becomes `_type`
+            if key in body:
+                body["_" + key] = body.pop(key)
         meta = dict(body.get("metadata") or {})
         s = self.summary(obj)
         meta["state"] = s.state_dict()

@@ -28,7 +28,7 @@ from scaleagent.apiserver.status import ApiError
 from scaleagent.redact import logger
 from scaleagent.steve import counts as counts_mod
 from scaleagent.steve import subscribe
-from scaleagent.steve.format import Formatter, Urls, collection, error, object_id
+from scaleagent.steve.format import RESERVED, Formatter, Urls, collection, error, object_id
 from scaleagent.steve.query import PROJECT_LABEL, ListOptions, QueryError, process
 from scaleagent.steve.schemas import COUNT, SCHEMA, SUBSCRIBE, Schema, SchemaSet, schemas_for
 
@@ -36,8 +36,7 @@ log = logger()
 
 JSON = b"application/json"
 DEFAULT_LIMIT = 100000
-#: what steve's unformatter strips from bodies the UI sends back
-_FORMAT_KEYS = ("id", "type", "links", "actions")
+#: what steve's unformatter strips from `metadata` in bodies the UI sends back
 _FORMAT_META = ("state", "relationships", "fields")
 _PATCH_TYPES = (
     "application/json-patch+json",
@@ -334,8 +333,11 @@ class V1Resource(Resource):
             raise _Http(422, f"failed to parse body: {err}") from None
         if not isinstance(obj, dict):
             raise _Http(422, "failed to parse body: expected a JSON object")
-        for key in _FORMAT_KEYS:
+        for key in RESERVED:  # steve's moveFromUnderscore
+            value = obj.pop("_" + key, None)
             obj.pop(key, None)
+            if value is not None:
+                obj[key] = value
         meta = obj.get("metadata")
         if isinstance(meta, dict):
             meta = {k: v for k, v in meta.items() if k not in _FORMAT_META}
