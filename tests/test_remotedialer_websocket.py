@@ -18,8 +18,12 @@ PKI = make_pki()
 TOKEN = "t0ken-value"
 
 
+SEEN_REQUESTS: list = []
+
+
 def rancher_like_authorizer(request):
     """Like Rancher: no credential 401, unknown credential 400 with the error text."""
+    SEEN_REQUESTS.append(request)
     token = request.getHeader("x-api-tunnel-token")
     if token is None:
         return Refusal(401, "failed authentication")
@@ -128,11 +132,19 @@ def test_dial_echo_pings_and_clean_end(reactor):
         assert client.autoPingInterval == 0  # autobahn's auto-ping stays off
         assert client.websocket_extensions_in_use == []  # no permessage-deflate
         session = yield server.when_connected("c-test")
+        upgrade = SEEN_REQUESTS[-1]
+        assert upgrade.getHeader("x-api-tunnel-params") == "e30="
+        assert upgrade.getHeader("sec-websocket-extensions") is None  # permessage-deflate not even offered
+        ping_payloads = []
+        server_protocol = server.protocols("c-test")[0]
+        original_on_ping = server_protocol.onPing
+        server_protocol.onPing = lambda payload: (ping_payloads.append(payload), original_on_ping(payload))
         talker = Collect(b"hello through the tunnel")
         server.dial("c-test", "tcp", "echo:7", Factory.forProtocol(lambda: talker))
         yield until(reactor, lambda: talker.received == b"hello through the tunnel")
         yield until(reactor, lambda: session.stats.keepalives_received >= 3)
         assert client.session.stats.keepalives_received >= 3  # pongs came back for our empty pings
+        assert ping_payloads and set(ping_payloads) <= {b"", None}
         talker.transport.loseConnection()
         reason = yield talker.lost
         assert isinstance(reason, ConnectionDone)
