@@ -351,3 +351,22 @@ def test_async_authorizer_answering_after_the_client_left(reactor):
         assert server.client_keys() == []
     finally:
         yield port.stopListening()
+
+
+@pytest_twisted.inlineCallbacks
+def test_live_connections_survive_sync_connections(reactor):
+    server, port, url = yield start_server(reactor, sync_grace=0)
+    client = yield connect_tunnel(reactor, url, {"X-API-Tunnel-Token": TOKEN}, echo_resolver,
+                                  ca_pem=PKI.ca_pem, sync_interval=0.1)
+    try:
+        session = yield server.when_connected("c-test")
+        talkers = [Collect(b"%d" % i) for i in range(12)]  # ids 2..13: sorting matters past 9
+        for talker in talkers:
+            server.dial("c-test", "tcp", "echo:7", Factory.forProtocol(lambda t=talker: t))
+        yield until(reactor, lambda: session.stats.syncs_received >= 3)
+        assert client.session.stats.syncs_sent >= 3
+        assert session.stats.synced_away == 0
+        assert session.connection_ids() == list(range(2, 14))
+        assert all(not t.lost.called for t in talkers)
+    finally:
+        yield shutdown(server, port, client)

@@ -89,6 +89,8 @@ class SessionStats:
     errors_for_unknown_ids: int = 0
     data_for_unknown_ids: int = 0
     synced_away: int = 0
+    syncs_sent: int = 0
+    syncs_received: int = 0
     pings_sent: int = 0
     keepalives_received: int = 0
 
@@ -218,6 +220,7 @@ class Session:
         if self.closed:
             return
         payload = frames.encode_connection_ids(self._conns)
+        self.stats.syncs_sent += 1
         self._send(Message(frames.next_message_id(), 0, MessageType.SYNC_CONNECTIONS, payload))
 
     # ------------------------------------------------------------------ backpressure from the WebSocket
@@ -437,6 +440,7 @@ class Session:
     def _on_sync(self, message: Message) -> None:
         if self.client:
             return  # only clients send it
+        self.stats.syncs_received += 1
         try:
             alive = frames.decode_connection_ids(message.payload)
         except FrameError as exc:
