@@ -12,10 +12,13 @@ from dataclasses import replace
 
 import pytest
 import pytest_twisted
+from treq.testing import StubTreq
 from twisted.internet import defer
 from twisted.internet.task import deferLater
 from twisted.logger import formatEvent, globalLogPublisher
+from twisted.python.failure import Failure
 
+from scaleagent.admin import admin_site
 from scaleagent.agent import MAIN, STEVE, AgentService
 from scaleagent.config import AgentConfig, ClustersConfig, RancherConfig, StateConfig
 from scaleagent.redact import Secret
@@ -29,6 +32,16 @@ async def until(reactor, predicate, seconds: float = 20.0, what: str = "conditio
             return
         await deferLater(reactor, 0.05, lambda: None)
     raise AssertionError(f"{what} not reached in {seconds}s")
+
+
+async def settle(reactor, http: StubTreq, d: defer.Deferred):
+    """The result of a StubTreq Deferred whose answer is written later: flush the in-memory pipe."""
+    box: list = []
+    d.addBoth(box.append)
+    await until(reactor, lambda: (http.flush(), bool(box))[1], what="StubTreq answer")
+    if isinstance(box[0], Failure):
+        box[0].raiseException()
+    return box[0]
 
 
 @pytest.fixture
@@ -160,8 +173,20 @@ async def test_grow_and_shrink_at_run_time(reactor, sim, tmp_path):
         result = await agent.resize(4)
         assert result["added"] == 2
         await until(reactor, all_active(sim, 4))
-        result = await agent.resize(1)
+        # Shrink through the admin API, which wants its token for a change.
+        http = StubTreq(admin_site(agent, Secret("admin-secret"))[0].resource)
+        denied = await http.post("http://admin/clusters", data=b'{"count": 1}')
+        assert denied.code == 401 and len(sim.store.clusters()) == 4
+        pending = http.post(
+            "http://admin/clusters", data=b'{"count": 1}', headers={"Authorization": ["Bearer admin-secret"]}
+        )
+        # The answer comes once the deletions are done (NOT_DONE_YET): pump StubTreq until then.
+        response = await settle(reactor, http, pending)
+        assert response.code == 200
+        result = json.loads(await settle(reactor, http, response.content()))
         assert result["removed"] == ["t-00003", "t-00002", "t-00001"]
+        listing = json.loads(await (await http.get("http://admin/clusters")).content())
+        assert [(c["name"], c["tunnels"]) for c in listing["clusters"]] == [("t-00000", 2)]
         assert [c.name for c in sim.store.clusters()] == ["t-00000"]
         assert sorted(p.name for p in (tmp_path / "state" / "rancher").iterdir()) == ["t-00000.json"]
         assert agent.runners[0].tunnels[MAIN].opens == kept[0]  # untouched
