@@ -682,3 +682,25 @@ def test_reviews_are_answered_not_stored(c):
     code, out = c.call("POST", reviews, body=body)
     assert code == 201 and out["status"]["allowed"] is True
     assert c.store.list(reviews).items == []
+
+
+def test_namespace_finalize_clears_a_stuck_namespace(c):
+    ns, cms = c.rt("", "v1", "namespaces"), c.rt("", "v1", "configmaps")
+    c.call("POST", ns, body={"metadata": {"name": "stuck"}})
+    c.call("POST", cms, "stuck", body={"metadata": {"name": "held", "finalizers": ["gone.example.com/x"]}})
+    c.call("DELETE", ns, name="stuck")
+    live = c.store.get(ns, None, "stuck")
+    assert live["status"]["phase"] == "Terminating" and live["spec"]["finalizers"] == ["kubernetes"]
+    body = {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": "stuck"},
+        "spec": {"finalizers": []},
+    }
+    code, out = c.call("PUT", ns, name="stuck", body=body, sub="finalize")
+    assert code == 200 and "finalizers" not in out["spec"]
+    assert c.store.lookup(ns, None, "stuck") is None
+    # on a live namespace it only edits spec.finalizers
+    c.call("POST", ns, body={"metadata": {"name": "alive"}})
+    code, out = c.call("PUT", ns, name="alive", body={**body, "metadata": {"name": "alive"}}, sub="finalize")
+    assert code == 200 and c.store.get(ns, None, "alive")["status"]["phase"] == "Active"

@@ -117,14 +117,43 @@ class Writer:
             raise status.method_not_allowed()
         if method == "POST" and self.rt.storage_key == ("", "pods") and sub in ("eviction", "binding"):
             return self.evict() if sub == "eviction" else self.bind(name)
-        if sub in ("status", "scale") and method in ("PUT", "PATCH"):
+        if sub in ("status", "scale", "approval") and method in ("PUT", "PATCH"):
             verb = "update" if method == "PUT" else "patch"
             if verb not in resource.verbs:
                 raise status.method_not_allowed()
-            if sub == "status":
+            if sub in ("status", "approval"):  # a CSR's approval is its status conditions
                 return self.write_status(resource)
             return self.write_scale()
+        if sub == "finalize" and method == "PUT" and self.rt.storage_key == ("", "namespaces"):
+            return self.finalize_namespace()
         raise status.method_not_allowed()
+
+    def finalize_namespace(self) -> tuple[int, dict[str, Any]]:
+        """`namespaces/<n>/finalize`: set spec.finalizers.  Emptying them on a terminating namespace
+        removes it at once, whatever is left inside (the known way to clear a stuck namespace)."""
+        name = self.req.name
+        body = self._object_body(name=name)
+        old = self.store.get(self.rt, None, name)
+        finalizers = (body.get("spec") or {}).get("finalizers") or []
+        if not isinstance(finalizers, list):
+            raise status.bad_request("spec.finalizers must be a list")
+        new = copy.deepcopy(old)
+        new.setdefault("spec", {})["finalizers"] = finalizers
+        if not finalizers:
+            new["spec"].pop("finalizers")
+        sent_rv = body["metadata"].get("resourceVersion")
+        if sent_rv:
+            new["metadata"]["resourceVersion"] = sent_rv
+        stored = self.store.replace(self.rt, new, dry_run=self.dry_run)
+        meta = stored["metadata"]
+        if (
+            not finalizers
+            and meta.get("deletionTimestamp")
+            and not meta.get("finalizers")
+            and not self.dry_run
+        ):
+            self.store.delete(self.rt, None, name)
+        return 200, stored
 
     def _verb(
         self, verb: str, action: Callable[[], tuple[int, dict[str, Any]]]
