@@ -142,6 +142,21 @@ async def next_event(reactor, factory, predicate, timeout: float = 10.0) -> dict
             pass
 
 
+async def wait_for(reactor, factory, condition, timeout: float = 10.0) -> None:
+    """Until `condition()` holds for the events received so far (bounded wait)."""
+    deadline = reactor.seconds() + timeout
+    while not condition():
+        remaining = deadline - reactor.seconds()
+        assert remaining > 0, f"condition not met in {timeout}s; got {factory.events}"
+        d = defer.Deferred()
+        factory.waiting.append(d)
+        d.addTimeout(remaining, reactor)
+        try:
+            await d
+        except defer.TimeoutError:
+            pass
+
+
 def check_collection(body: dict, resource_type: str, url: str, *, create: bool) -> None:
     assert body["type"] == "collection"
     assert body["resourceType"] == resource_type
@@ -369,6 +384,19 @@ async def test_subscribe_delivers_a_change_made_through_the_apiserver(reactor, c
         assert change["data"]["links"]["self"].endswith(f"{PREFIX}/v1/pods/{target['id']}")
         assert change["data"]["metadata"]["state"]["name"] == "running"
         assert elapsed < 5.0, elapsed  # generous bound; it arrives in the same reactor turn as the write
+
+        # a watch from the list's (older) revision replays the change, after its resource.start
+        replay = {"resourceType": "pod", "namespace": "app-1", "selector": "app=web",
+                  "resourceVersion": pods["revision"]}
+        socket.send(replay)
+        await wait_for(reactor, events, lambda: len([e for e in events.events if e.get("selector")]) >= 2)
+        first, second = [e for e in events.events if e.get("selector")][:2]
+        assert first == {"name": "resource.start", "resourceType": "pod", "selector": "app=web"}
+        assert (second["name"], second["selector"], second["data"]["id"]) == (
+            "resource.change", "app=web", target["id"])
+        socket.send({**replay, "stop": True})
+        await next_event(reactor, events, lambda e: e["name"] == "resource.stop" and e.get("selector"))
+        events.events[:] = [e for e in events.events if not e.get("selector")]
 
         # a create through steve itself goes to the same store and comes back as resource.create
         code, created = await steve.call(

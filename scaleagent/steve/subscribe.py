@@ -127,24 +127,45 @@ class SubscribeProtocol(WebSocketServerProtocol):
         if schema is None:
             self._error(key, sub, f"failed to find schema {type_name}")
             return
+        # Events the store replays inside watch() (from an older resourceVersion) wait until
+        # resource.start is out, the order steve's watch session sends them in.
+        held: list[dict[str, Any]] | None = []
+        send = self._send
+
+        def deliver(event: dict[str, Any]) -> None:
+            if held is None:
+                send(event)
+            else:
+                held.append(event)
+
         try:
             if schema.id == COUNT:
-                self._watch_counts(subscription, schemas, sub)
+                self._watch_counts(subscription, schemas, sub, deliver)
             elif schema.rt is None or not schema.rt.watchable:
                 raise ApiError(405, "MethodNotAllowed", f"schema {type_name} does not support watching")
             else:
-                self._watch_type(subscription, schemas, schema, sub)
+                self._watch_type(subscription, schemas, schema, sub, deliver)
         except ApiError as error:
             subscription.cancel()
             self._error(key, sub, error.message)
             return
-        self._send(_event("resource.start", {k: v for k, v in sub.items() if k != "namespace"}))
+        send(_event("resource.start", {k: v for k, v in sub.items() if k != "namespace"}))
+        pending, held = held, None
+        for event in pending:
+            send(event)
 
     def _formatter(self, schemas: SchemaSet) -> Formatter:
         urls = Urls(self.headers, "/v1/subscribe")
         return Formatter(schemas, urls, self.api.store, float(self.clock.seconds()))
 
-    def _watch_type(self, subscription: _Subscription, schemas: SchemaSet, schema: Schema, sub: dict) -> None:
+    def _watch_type(
+        self,
+        subscription: _Subscription,
+        schemas: SchemaSet,
+        schema: Schema,
+        sub: dict,
+        deliver: Callable[[dict[str, Any]], None],
+    ) -> None:
         assert schema.rt is not None
         store = self.api.store
         namespace = str(sub.get("namespace") or "") or None
@@ -165,7 +186,7 @@ class SubscribeProtocol(WebSocketServerProtocol):
 
             def flush() -> None:
                 subscription.timer = None
-                self._send(
+                deliver(
                     _event(
                         "resource.changes",
                         sub,
@@ -183,7 +204,7 @@ class SubscribeProtocol(WebSocketServerProtocol):
             try:
                 data = self._formatter(schemas).object(schema, entry.obj)
                 revision = entry.obj.get("metadata", {}).get("resourceVersion", "")
-                self._send(_event(name, sub, resourceType=schema.id, revision=revision, data=data))
+                deliver(_event(name, sub, resourceType=schema.id, revision=revision, data=data))
             except Exception:  # a broken object must not stop the writer that triggered the event
                 log.failure("steve subscribe: formatting {type} failed", type=schema.id)
 
@@ -197,7 +218,13 @@ class SubscribeProtocol(WebSocketServerProtocol):
         )
         subscription.watches.append(watch)
 
-    def _watch_counts(self, subscription: _Subscription, schemas: SchemaSet, sub: dict) -> None:
+    def _watch_counts(
+        self,
+        subscription: _Subscription,
+        schemas: SchemaSet,
+        sub: dict,
+        deliver: Callable[[dict[str, Any]], None],
+    ) -> None:
         store = self.api.store
         watched = counts_mod.countable(schemas)
         last = counts_mod.counts(store, schemas, watched)["counts"]
@@ -222,7 +249,7 @@ class SubscribeProtocol(WebSocketServerProtocol):
                     "links": {"self": urls.resource(count_schema, "count")},
                     "counts": changed,
                 }
-                self._send(_event("resource.change", sub, resourceType=COUNT, data=data))
+                deliver(_event("resource.change", sub, resourceType=COUNT, data=data))
 
         def sink_for(schema_id: str) -> Callable[[str, Entry], None]:
             def sink(kind: str, entry: Entry) -> None:
