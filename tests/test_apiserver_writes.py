@@ -479,10 +479,11 @@ def test_crd_lifecycle(c):
         ctype="application/strategic-merge-patch+json",
     )
     assert out["spec"] == {"size": 2, "color": "red"}
+    c.watch(crds)
     code, out = c.call("DELETE", crds, name="widgets.example.com")
     assert code == 200
     assert c.store.kinds.by_resource("example.com", "v1", "widgets") is None
-    assert c.events[-1][:2] == ("DELETED", "w1")
+    assert [e[:2] for e in c.events[-2:]] == [("DELETED", "w1"), ("DELETED", "widgets.example.com")]
 
 
 def test_invalid_crd_is_422(c):

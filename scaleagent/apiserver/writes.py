@@ -871,11 +871,11 @@ def _remove(
     index = dependents if dependents is not None else Dependents(store)
     if propagation == "Foreground":
         _collect_dependents(store, rt, obj, index, now=now, orphan=False, foreground=True)
+    if rt.storage_key == (CRD_GROUP, "customresourcedefinitions"):
+        unregister_crd(store, obj)  # its objects go first, as the CRD's cleanup finalizer does
     gone = store.delete(rt, meta.get("namespace"), meta["name"])
     if propagation != "Foreground":
         _collect_dependents(store, rt, obj, index, now=now, orphan=propagation == "Orphan")
-    if rt.storage_key == (CRD_GROUP, "customresourcedefinitions"):
-        unregister_crd(store, obj)
     namespace = meta.get("namespace")
     if rt.namespaced and namespace and index.enabled:  # a namespace's own cascade checks once, at its end
         _maybe_finish_namespace(store, namespace)
