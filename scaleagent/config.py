@@ -109,6 +109,7 @@ class StateConfig:
 class AdminConfig:
     listen: str = "tcp:8180:interface=127.0.0.1"
     token_file: Path | None = None
+    per_shard_port: bool = False
     token: Secret | None = field(default=None, repr=False)
 
 
@@ -307,6 +308,7 @@ _SCHEMA: dict[str, dict[str, Any]] = {
     "admin": {
         "listen": _endpoint,
         "token_file": _PATH,
+        "per_shard_port": _boolean,
     },
     "churn": {
         "leave_per_minute": _non_negative,
@@ -390,6 +392,12 @@ def _build(
     if admin.get("token_file"):
         admin["token"] = _read_secret(source, "admin", admin["token_file"], None)
     listen = admin.get("listen", AdminConfig.listen)
+    if admin.get("per_shard_port"):
+        shard = values.get("clusters", {}).get("shard", Shard())
+        try:
+            listen = admin["listen"] = offset_port(listen, shard.index)
+        except ValueError as error:
+            raise ConfigError(f"{source}: [admin] per_shard_port with listen = {listen!r}: {error}") from None
     if not admin.get("token_file") and not _is_loopback_endpoint(listen):
         raise ConfigError(
             f"{source}: [admin] listen = {listen!r}: expected a loopback address "
@@ -439,6 +447,22 @@ def _read_secret(source: Path, section: str, token_file: Path | None, fallback: 
     if not text:
         raise ConfigError(f"{source}: [{section}] token_file = {str(token_file)!r}: the file is empty")
     return Secret(text)
+
+
+def offset_port(description: str, offset: int) -> str:
+    """A tcp/tcp6/ssl endpoint string with its port increased by `offset` (shards side by side)."""
+    parts = description.replace("\\:", "\0").split(":")
+    if parts[0] not in ("tcp", "tcp6", "ssl") or len(parts) < 2:
+        raise ValueError("expected a tcp:, tcp6: or ssl: endpoint with a port")
+    for i, part in enumerate(parts[1:], 1):
+        key, eq, value = part.rpartition("=")
+        if (i == 1 and not eq and value.isdigit()) or key == "port":
+            port = int(value) + offset
+            if not 0 < port < 65536:
+                raise ValueError(f"port {value} + shard index {offset} is not a valid port")
+            parts[i] = (key + eq if eq else "") + str(port)
+            return ":".join(parts).replace("\0", "\\:")
+    raise ValueError("expected a tcp:, tcp6: or ssl: endpoint with a port")
 
 
 def _is_loopback_endpoint(description: str) -> bool:

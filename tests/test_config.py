@@ -58,6 +58,7 @@ def test_empty_file_gives_every_default(tmp_path):
     assert config.state.dir == tmp_path / "state"
     assert config.admin.listen == "tcp:8180:interface=127.0.0.1"
     assert config.admin.token_file is None
+    assert config.admin.per_shard_port is False
     churn = config.churn
     assert (churn.leave_per_minute, churn.rejoin_after) == (0.0, 60.0)
     assert (churn.drop_fraction, churn.drop_interval) == (0.0, 300.0)
@@ -308,6 +309,17 @@ def test_churn_keys_are_read(tmp_path):
     assert (churn.unhealthy_per_minute, churn.unhealthy_for) == (2.0, 10.0)
     assert (churn.slow_per_minute, churn.slow_for, churn.slow_latency) == (1.5, 20.0, 0.5)
     assert (churn.pods_per_minute, churn.pod_lifetime) == (600.0, 15.0)
+
+
+def test_per_shard_port_moves_the_admin_port_by_the_shard_index(tmp_path):
+    text = "[admin]\nlisten = tcp:8180:interface=127.0.0.1\nper_shard_port = true\n"
+    assert load(tmp_path, text, shard_override="3/8").admin.listen == "tcp:8183:interface=127.0.0.1"
+    assert load(tmp_path, text + "[clusters]\nshard = 1/2\n").admin.listen == "tcp:8181:interface=127.0.0.1"
+    plain = load(tmp_path, "[admin]\nlisten = tcp:8180:interface=127.0.0.1\n", shard_override="3/8")
+    assert plain.admin.listen == "tcp:8180:interface=127.0.0.1"
+    message = error_of(tmp_path, "[admin]\nlisten = unix:/run/a.sock\nper_shard_port = true\n")
+    assert message.endswith("[admin] per_shard_port with listen = 'unix:/run/a.sock': expected a tcp:, tcp6: "
+                            "or ssl: endpoint with a port")
 
 
 def test_shipped_config_loads():
