@@ -414,6 +414,18 @@ async def test_subscribe_delivers_a_change_made_through_the_apiserver(reactor, c
                                    and e["name"] == "resource.change")
         assert counted["data"]["counts"]["pod"]["summary"]["count"] == len(
             cluster.store.list(cluster.store.kinds.preferred("", "pods")).items)
+        # newer dashboards ask for debounced "something changed" notices instead of objects
+        socket.send({"resourceType": "configmap", "mode": "resource.changes", "debounceMs": 50})
+        await next_event(reactor, events, lambda e: e["name"] == "resource.start"
+                         and e["resourceType"] == "configmap")
+        configmaps = cluster.store.kinds.preferred("", "configmaps")
+        for n in range(3):  # three writes in one reactor turn (as a controller would make them)
+            cluster.store.create(configmaps, {"metadata": {"name": f"cm-{n}"}}, namespace="app-1")
+        notice = await next_event(reactor, events, lambda e: e["name"] == "resource.changes")
+        assert notice["resourceType"] == "configmap" and notice["data"]["type"] == "configmap"
+        assert int(notice["data"]["revision"]) == cluster.store.resource_version
+        assert not [e for e in events.events if e["name"] == "resource.changes"]  # three writes, one notice
+
         code, gone = await steve.call("DELETE", "/v1/pods/app-1/made-by-ui")
         assert code == 200 and gone["id"] == "app-1/made-by-ui"
         remove = await next_event(reactor, events, lambda e: e["name"] == "resource.remove")
