@@ -192,6 +192,29 @@ def run_agent_inline(config_path: str) -> None:
     reactor.run()
 
 
+def baseline(shard: Shard, args: argparse.Namespace, runner: str) -> dict[str, Any]:
+    """RSS of an agent process with no clusters (same config, count 0), once it has settled."""
+    probe = Shard(shard.index, shard.count, 0, shard.work / "baseline")
+    probe.client = shard.client
+    probe.sim_port = shard.sim_port
+    probe.agent_dir.mkdir(parents=True, exist_ok=True)
+    (probe.work / f"sim-{probe.index}").mkdir(parents=True, exist_ok=True)
+    for name in ("token", "ca.pem"):
+        shutil.copy(shard.sim_dir / name, probe.sim_dir / name)
+    zero = argparse.Namespace(**{**vars(args), "clusters": 0})
+    start_agent(probe, zero, runner)
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and agent_reconnects(probe) is None:
+            if probe.agent.poll() is not None:
+                return {"agent_rss_mib": None, "error": f"ended with {probe.agent.returncode}"}
+            time.sleep(0.5)
+        time.sleep(3)
+        return {"agent_rss_mib": procs.rss_mib(probe.agent.pid)}
+    finally:
+        procs.stop(probe.agent, timeout=30)
+
+
 def stop_all(shards: list[Shard]) -> None:
     for shard in shards:
         if shard.agent is not None:
@@ -254,6 +277,7 @@ class Observer:
 
     def sample(self, phase: str, track_first: bool = True) -> dict[str, int]:
         self.check_alive()
+        reconnects = self.read_reconnects()
         now = time.monotonic() - self.t0
         counts = {"registered": 0, "connected": 0, "active": 0}
         for clusters in self.pool.map(self._fetch, self.shards):
@@ -280,11 +304,9 @@ class Observer:
             if shard.sim is not None and shard.sim.poll() is None:
                 sim_rss += procs.rss_mib(shard.sim.pid) or 0.0
                 sim_cpu += (shard.sim_cpu.read() or 0.0) if shard.sim_cpu else 0.0
-        reconnects = [agent_reconnects(shard) for shard in self.shards]
-        if all(r is not None for r in reconnects):
-            total = sum(r for r in reconnects if r is not None)
-            row["reconnects"] = total
-            self.reconnect_samples.append((now, total))
+        if reconnects is not None:
+            row["reconnects"] = reconnects[1]
+            self.reconnect_samples.append(reconnects)
         row.update(
             agent_rss_mib=round(agent_rss, 1),
             agent_cpu_pct=round(agent_cpu, 1),
@@ -295,6 +317,16 @@ class Observer:
         self.timeline.append(row)
         self.last_counts = counts
         return counts
+
+    def read_reconnects(self) -> tuple[float, float] | None:
+        """(time, total reconnect attempts of every agent), timed at the reading itself: a slow poll
+        of a busy stand-in must not skew the rate."""
+        before = time.monotonic()
+        values = [agent_reconnects(shard) for shard in self.shards]
+        at = (before + time.monotonic()) / 2 - self.t0
+        if any(v is None for v in values):
+            return None
+        return at, sum(v for v in values if v is not None)
 
     def statuses(self) -> list[dict[str, Any] | None]:
         def one(shard: Shard) -> dict[str, Any] | None:
@@ -375,6 +407,8 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, list[tuple[
             start_sim(shard, args.profile)
         for shard in shards:
             wait_for_sim(shard)
+        if args.baseline:
+            result["baseline"] = baseline(shards[0], args, runner)
         t0 = time.monotonic()
         for shard in shards:
             start_agent(shard, args, runner)
@@ -423,11 +457,15 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, list[tuple[
         statuses = observer.statuses()
         after = lat.snapshot(statuses)
         up = observer.last_counts["active"] or args.clusters
+        base = (result.get("baseline") or {}).get("agent_rss_mib")
+        marginal = round((rss - base * len(shards)) * 1024 / up, 1) if base else None
         result["steady"] = {
             "seconds": round(seconds, 1),
             "clusters_active": observer.last_counts["active"],
             "agent_rss_mib": round(rss, 1),
             "agent_rss_kib_per_cluster": round(rss * 1024 / up, 1),
+            "agent_rss_baseline_mib": base,
+            "agent_rss_kib_per_cluster_marginal": marginal,
             "agent_cpu_s": round(cpu, 2),
             "agent_cpu_percent": round(100 * cpu / seconds, 1),
             "agent_cpu_s_per_cluster_minute": round(cpu / (up * seconds / 60), 5),
@@ -530,6 +568,10 @@ def main() -> int:
     parser.add_argument("--poll", type=float, default=0.0, help="seconds between samples (default by N)")
     parser.add_argument("--per-process", type=int, default=9000, help="clusters per agent process at most")
     parser.add_argument("--shards", type=int, default=0, help="agent processes (default by --per-process)")
+    parser.add_argument(
+        "--no-baseline", dest="baseline", action="store_false",
+        help="skip measuring a zero-cluster agent's RSS (the marginal per-cluster figure)",
+    )
     parser.add_argument("--agent-runner", default="auto", choices=("auto", "twistd", "inline"))
     parser.add_argument("--thresholds", default=str(Path(__file__).with_name("thresholds.toml")))
     parser.add_argument("--role", choices=("agent",), help=argparse.SUPPRESS)
