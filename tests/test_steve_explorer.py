@@ -33,6 +33,7 @@ import pytest
 import pytest_twisted
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
 from twisted.internet import defer
+from twisted.internet.task import deferLater
 from twisted.web.client import Agent, readBody
 from twisted.web.http_headers import Headers
 
@@ -434,6 +435,17 @@ async def test_subscribe_delivers_a_change_made_through_the_apiserver(reactor, c
                      "stop": True})
         stop = await next_event(reactor, events, lambda e: e["name"] == "resource.stop")
         assert stop == {"name": "resource.stop", "resourceType": "pod", "namespace": "app-1"}
+        # a browser that goes away leaves no watch behind (count and configmap watches were open)
+        pods_rt = cluster.store.kinds.preferred("", "pods")
+        assert cluster.store.watching(pods_rt)  # the count subscription still watches pods
+        socket.dropConnection(abort=True)
+        socket = None
+        for _ in range(100):
+            if not cluster.store.watching(pods_rt):
+                break
+            await deferLater(reactor, 0.05)
+        assert not cluster.store.watching(pods_rt)
+        assert not cluster.store.watching(cluster.store.kinds.preferred("", "configmaps"))
     finally:
         if socket is not None:
             socket.dropConnection(abort=True)
