@@ -259,6 +259,7 @@ class Observer:
         self.timeline: list[dict[str, Any]] = []
         self.reconnect_samples: list[tuple[float, float]] = []
         self.last_counts = {"registered": 0, "connected": 0, "active": 0}
+        self.last_metrics = 0.0
         self.pool = ThreadPoolExecutor(max_workers=max(1, min(len(shards), 8)))
 
     def _fetch(self, shard: Shard) -> list[dict[str, Any]] | None:
@@ -277,7 +278,11 @@ class Observer:
 
     def sample(self, phase: str, track_first: bool = True) -> dict[str, int]:
         self.check_alive()
-        reconnects = self.read_reconnects()
+        # /metrics walks every cluster of the agent: every sample in a storm, else every 15 s.
+        reconnects = None
+        if phase == "storm" or time.monotonic() - self.last_metrics >= 15:
+            self.last_metrics = time.monotonic()
+            reconnects = self.read_reconnects()
         now = time.monotonic() - self.t0
         counts = {"registered": 0, "connected": 0, "active": 0}
         for clusters in self.pool.map(self._fetch, self.shards):
