@@ -33,6 +33,7 @@ KUBECTL = next(
 pytestmark = pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed")
 
 PROTOBUF = "application/vnd.kubernetes.protobuf"
+FIXTURES = Path(__file__).parent / "fixtures" / "protobuf"
 SA_TOKEN = "kubernetes.io/service-account-token"
 SERVER_OWNED = {"uid", "resourceVersion", "creationTimestamp", "generation", "managedFields"}
 _TRACE = re.compile(r"request (\w+) (\S+) content-type=(\S*) -> (\d+)")
@@ -398,5 +399,36 @@ def test_rancher_impersonation_sequence_with_protobuf_bodies(reactor, served):
     assert body["status"]["userInfo"]["extra"] == {"principalid": ["local://u-1"]}
     as_account = {"Authorization": [f"Bearer {token}"]}
     response = yield http.get(f"{server}/api/v1/namespaces/{ns}", headers=as_account)
+    assert response.code == 200
+    yield response.text()
+
+
+@pytest_twisted.inlineCallbacks
+def test_bad_protobuf_bodies_are_400_and_415_statuses_over_http(reactor, served):
+    http, server, admin = _client(reactor, served)
+    headers = {"Authorization": [f"Bearer {admin}"], "Content-Type": [PROTOBUF]}
+    namespace = (FIXTURES / "namespace.pb").read_bytes()
+    cases = [
+        ("/api/v1/namespaces", b"k8s\x00\x0a\x05junk", 400, None),
+        ("/api/v1/namespaces", namespace[:-9], 400, None),
+        ("/api/v1/namespaces", b'{"kind": "Namespace"}', 400, None),
+        ("/apis/example.com/v1/widgets", pb.encode_envelope("example.com/v1", "Widget", b""), 404, None),
+        ("/api/v1/namespaces", pb.encode_envelope("example.com/v1", "Widget", b""), 415, "Widget"),
+        (
+            "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+            pb.encode_envelope("authorization.k8s.io/v1", "NoSuchReview", b""),
+            415,
+            "NoSuchReview",
+        ),
+    ]
+    for path, body, code, kind in cases:
+        response = yield http.post(server + path, data=body, headers=headers)
+        status = yield response.json()
+        assert response.code == code, (path, code, status)
+        assert status["kind"] == "Status" and status["code"] == code
+        if kind:
+            assert kind in status["message"] and status["details"]["kind"] == kind
+    # The server is still serving.
+    response = yield http.get(server + "/api/v1/namespaces/default", headers=headers)
     assert response.code == 200
     yield response.text()
