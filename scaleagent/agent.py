@@ -509,6 +509,7 @@ class AgentService(MultiService):
         self.all_connected_at: float | None = None
         self.all_active_at: float | None = None
         self._main: defer.Deferred[None] | None = None
+        self._stopped: defer.Deferred[None] | None = None
         self._ramp: defer.Deferred[None] | None = None
         self._loops: list[task.LoopingCall] = []
         self._last_progress = 0.0
@@ -664,8 +665,18 @@ class AgentService(MultiService):
         return None
 
     def stopService(self) -> defer.Deferred[None]:  # noqa: N802 (Twisted's name)
+        if self.stopping or not self.running:
+            # A second stop (a parent stopping after an explicit stop) waits for the first one; never
+            # hand out the same Deferred twice, a caller may chain it onto itself.
+            waiter: defer.Deferred[None] = defer.Deferred()
+            if self._stopped is None or self._stopped.called:
+                waiter.callback(None)
+            else:
+                self._stopped.addBoth(lambda result: (waiter.callback(None), result)[1])
+            return waiter
         self.stopping = True
-        return defer.ensureDeferred(self._stop())
+        self._stopped = defer.ensureDeferred(self._stop())
+        return self._stopped
 
     async def _stop(self) -> None:
         for loop in self._loops:
