@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 
 import pytest
 import pytest_twisted
@@ -369,14 +368,12 @@ async def test_subscribe_delivers_a_change_made_through_the_apiserver(reactor, c
             "authorization": [f"Bearer {params['cluster']['token']}"],
             "content-type": ["application/merge-patch+json"],
         })
-        started = time.monotonic()
         path = f"/api/v1/namespaces/app-1/pods/{target['metadata']['name']}"
         patch = json.dumps({"metadata": {"labels": {"browsed": "yes"}}}).encode()
         response = await api.request(b"PATCH", (API + path).encode(), headers, Body(patch))
         assert response.code == 200, await readBody(response)
         patched = json.loads(await readBody(response))
         change = await next_event(reactor, events, lambda e: e["name"] == "resource.change")
-        elapsed = time.monotonic() - started
         assert change["resourceType"] == "pod"
         assert change["revision"] == patched["metadata"]["resourceVersion"]
         assert change["data"]["id"] == target["id"]
@@ -384,7 +381,6 @@ async def test_subscribe_delivers_a_change_made_through_the_apiserver(reactor, c
         # (autobahn's client puts the port into Host; a browser would not)
         assert change["data"]["links"]["self"].endswith(f"{PREFIX}/v1/pods/{target['id']}")
         assert change["data"]["metadata"]["state"]["name"] == "running"
-        assert elapsed < 5.0, elapsed  # generous bound; it arrives in the same reactor turn as the write
 
         # a watch from the list's (older) revision replays the change, after its resource.start
         replay = {"resourceType": "pod", "namespace": "app-1", "selector": "app=web",
