@@ -14,7 +14,7 @@ from twisted.python.failure import Failure
 from scaleagent.apiserver.auth import TokenAuthenticator
 from scaleagent.apiserver.discovery import OPENAPI_V2_CONTENT_TYPE
 from scaleagent.apiserver.request import ApiContext
-from scaleagent.apiserver.resource import make_site, writes_module
+from scaleagent.apiserver.resource import make_site
 from scaleagent.apiserver.store import INITIAL_EVENTS_END, Seed, Store
 from scaleagent.apiserver.tables import TABLE_CONTENT_TYPE
 
@@ -298,16 +298,7 @@ def test_client_going_away_releases_the_watch(client, api):
     api.clock.advance(3600)  # no timer left behind to fire on a dead request
 
 
-def test_writes_without_the_writes_module_are_405(client):
-    if writes_module() is not None:
-        pytest.skip("writes.py has landed; its own tests cover writes")
-    _, transport = client.open("POST", PODS, body=b"{}", headers=["Content-Type: application/json"])
-    assert Response(transport.value()).code == 405
-
-
 def test_writes_are_routed_to_the_writes_module(client, api):
-    if writes_module() is None:
-        pytest.skip("writes.py has not landed")
     body = json.dumps({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm"}}).encode()
     _, transport = client.open(
         "POST", "/api/v1/namespaces/default/configmaps", body=body, headers=["Content-Type: application/json"]

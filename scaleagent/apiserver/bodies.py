@@ -1,21 +1,18 @@
 """Request-body decoding: the one place a body becomes a Python value, whatever its media type.
 
 JSON (and every `+json` patch type) and YAML are decoded here.  `application/vnd.kubernetes.protobuf`
-is handed to `scaleagent.apiserver.protobuf.decode_body(body: bytes) -> dict` when that module exists
-(typed Go clients send protobuf and never fall back); until then it is a 415 Status, as is any other
-type.  A missing Content-Type means JSON (the Python client omits it).
+is handed to `scaleagent.apiserver.protobuf.decode_body` (typed Go clients send protobuf and never fall
+back); any other type is a 415 Status.  A missing Content-Type means JSON (the Python client omits it).
 """
 
 from __future__ import annotations
 
-import importlib
 import json
-from types import ModuleType
 from typing import Any
 
 import yaml
 
-from scaleagent.apiserver import status
+from scaleagent.apiserver import protobuf, status
 
 PROTOBUF = "application/vnd.kubernetes.protobuf"
 JSON = "application/json"
@@ -33,10 +30,6 @@ JSON_TYPES = frozenset(
 YAML_TYPES = frozenset({YAML, "application/apply-patch+yaml", "application/x-yaml", "text/yaml"})
 ACCEPTED = [JSON, YAML, PROTOBUF]
 
-_MISSING = object()
-_protobuf: Any = _MISSING
-
-
 def media_type(content_type: str | bytes | None) -> str:
     """`application/json; charset=utf-8` → `application/json` (lower case, no parameters)."""
     if content_type is None:
@@ -44,17 +37,6 @@ def media_type(content_type: str | bytes | None) -> str:
     if isinstance(content_type, bytes):
         content_type = content_type.decode("latin-1")
     return content_type.split(";", 1)[0].strip().lower()
-
-
-def protobuf_codec() -> ModuleType | None:
-    """The protobuf module, if it has landed (looked up once)."""
-    global _protobuf
-    if _protobuf is _MISSING:
-        try:
-            _protobuf = importlib.import_module("scaleagent.apiserver.protobuf")
-        except ImportError:
-            _protobuf = None
-    return _protobuf
 
 
 def decode_body(content_type: str | bytes | None, body: bytes) -> Any:
@@ -75,7 +57,5 @@ def decode_body(content_type: str | bytes | None, body: bytes) -> Any:
         except yaml.YAMLError as e:
             raise status.bad_request(f"the request body is not valid YAML: {e}") from None
     if kind == PROTOBUF:
-        codec = protobuf_codec()
-        if codec is not None:
-            return codec.decode_body(body)
-    raise status.unsupported_media_type(ACCEPTED if protobuf_codec() else [JSON, YAML])
+        return protobuf.decode_body(body)
+    raise status.unsupported_media_type(ACCEPTED)

@@ -2,8 +2,8 @@
 
 `ApiResource` routes every path of a real apiserver: public endpoints (`/version`, health), discovery
 and OpenAPI, then resource paths (`/api/v1/...`, `/apis/<g>/<v>/...`) for GET/LIST/WATCH.  Writes
-(POST/PUT/PATCH/DELETE and subresources beyond status/log) go to `scaleagent.apiserver.writes.handle`
-when that module exists (405 until then).  Every failure is a Kubernetes `Status`.
+(POST/PUT/PATCH/DELETE and subresources beyond status/log) go to `scaleagent.apiserver.writes.handle`.
+Every failure is a Kubernetes `Status`.
 
 The tree keeps no per-request state outside the request, so one tree (one `ApiSite`) serves one cluster
 over any number of connections.  Time comes from the injected clock (watch timeouts, bookmarks).
@@ -11,9 +11,7 @@ over any number of connections.  Time comes from the injected clock (watch timeo
 
 from __future__ import annotations
 
-import importlib
 import json
-from types import ModuleType
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
@@ -22,7 +20,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 from zope.interface import implementer
 
-from scaleagent.apiserver import controllers, discovery, status, tables
+from scaleagent.apiserver import controllers, discovery, status, tables, writes
 from scaleagent.apiserver.auth import impersonate
 from scaleagent.apiserver.bodies import media_type
 from scaleagent.apiserver.faults import FAILING_CHECKS, FAULTS, failing_health
@@ -44,23 +42,6 @@ HEALTH = ("healthz", "livez", "readyz")
 TRACE_REQUESTS = "trace_requests"
 #: a watch whose client has not read this much while the connection is paused is closed
 MAX_PAUSED_BYTES = 4 * 1024 * 1024
-
-_MISSING = object()
-_writes: Any = _MISSING
-
-
-def writes_module() -> ModuleType | None:
-    """`scaleagent.apiserver.writes` once it has landed (looked up once per process)."""
-    global _writes
-    if _writes is _MISSING:
-        try:
-            _writes = importlib.import_module("scaleagent.apiserver.writes")
-        except ModuleNotFoundError as e:
-            if e.name != "scaleagent.apiserver.writes":
-                raise
-            _writes = None
-    return _writes
-
 
 def _encode(doc: Any) -> bytes:
     return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
@@ -491,9 +472,6 @@ class ApiResource(Resource):
         # Reviews and TokenRequests are answered (never stored) by the controllers, writes or not.
         handler = controllers.handler_for(req)
         if handler is None:
-            writes = writes_module()
-            if writes is None:
-                raise status.method_not_allowed()
             handler = writes.handle
         result = handler(req)
         code, payload = result[0], result[1]
@@ -636,4 +614,4 @@ def make_site(api: ApiContext) -> ApiSite:
     return ApiSite(api)
 
 
-__all__ = ["ApiResource", "ApiSite", "make_site", "writes_module"]
+__all__ = ["ApiResource", "ApiSite", "make_site"]
