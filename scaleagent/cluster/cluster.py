@@ -44,7 +44,7 @@ from scaleagent.apiserver.discovery import version_info
 from scaleagent.apiserver.kinds import Registry
 from scaleagent.apiserver.request import DEFAULT_VERSION, ApiContext
 from scaleagent.apiserver.resource import make_site
-from scaleagent.apiserver.store import CachedEntry, Entry, Seed, Store
+from scaleagent.apiserver.store import CachedEntry, Entry, Seed, Store, timestamp
 from scaleagent.cluster import liveness, persist
 from scaleagent.cluster.pki import ClusterPKI, load_or_create, normalise_host
 from scaleagent.cluster.template import ClusterSeed, ClusterTemplate, RancherInfo, SeedBuilder
@@ -601,7 +601,7 @@ class SimulatedCluster:
                 "generateName": "cattle-token-",
                 "namespace": CATTLE_NAMESPACE,
                 "uid": str(uuid.uuid5(_UID_NAMESPACE, f"{self.name}/{name}")),
-                "creationTimestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(c.created)),
+                "creationTimestamp": timestamp(c.created),
                 "labels": {"cattle.io/service-account.name": CATTLE_ACCOUNT},
                 "annotations": {
                     controllers.SA_NAME_ANNOTATION: CATTLE_ACCOUNT,

@@ -24,6 +24,7 @@ from typing import Any
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
+from scaleagent.apiserver.store import timestamp
 from scaleagent.redact import logger
 
 log = logger()
@@ -242,7 +243,7 @@ def renew_lease(lease: Mapping[str, Any], now: float) -> dict[str, Any]:
 
 def heartbeat_node(node: Mapping[str, Any], now: float) -> dict[str, Any]:
     """A copy of a Node whose conditions carry `now` as lastHeartbeatTime (transitions unchanged)."""
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
+    stamp = timestamp(now)
     status = node.get("status", {})
     conditions = [{**c, "lastHeartbeatTime": stamp} for c in status.get("conditions", ())]
     return {**node, "status": {**status, "conditions": conditions}}

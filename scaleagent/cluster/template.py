@@ -31,6 +31,8 @@ from typing import Any
 
 import yaml
 
+from scaleagent.apiserver.store import timestamp
+
 API_VERSION = "scaleagent.rancher.io/v1"
 KIND = "ClusterTemplate"
 MIN_NODES = 2
@@ -623,10 +625,6 @@ class ClusterSeed:
         return len(self.shared) + len(self.own)
 
 
-def _timestamp(seconds: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
-
-
 def _hex(text: str, length: int = 32) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:length]
 
@@ -711,7 +709,7 @@ class SeedBuilder:
         self.api_port = api_port
         self.rancher = rancher or RancherInfo()
         self.created = created
-        self._stamp = _timestamp(created)
+        self._stamp = timestamp(created)
         try:
             address = ipaddress.ip_address(api_host.strip("[]"))
             self.service_ip = str(address) if address.version == 4 else SERVICE_IP_DEFAULT
