@@ -56,6 +56,7 @@ PROGRESS_INTERVAL = 5.0
 STEADY_PROGRESS_INTERVAL = 60.0
 FDS_RESERVED = 64  # listeners, logs, state files, Rancher API connections
 STOP_DELETE_TIMEOUT = 120.0
+DELETE_GRACE = 10.0  # Rancher's cleanup: 3 tries, 3 s apart, through the tunnel, then it closes
 
 # Phases of a cluster, in order.
 WAITING = "waiting"
@@ -330,6 +331,8 @@ class ClusterRunner:
 
     def _prepare(self, tunnel: Tunnel) -> defer.Deferred[None] | None:
         """Before each connection attempt: count it, re-read a stale token, set URL and headers."""
+        if self.removed:
+            return defer.fail(ConnectionAbortedError(f"{self.name} is being removed"))
         tunnel.attempts += 1
         if tunnel.attempts > 1:
             self.agent.reconnects += 1
@@ -428,22 +431,35 @@ class ClusterRunner:
                 pass
 
     async def remove(self, *, delete: bool) -> None:
-        """Stop this cluster; with `delete`, also delete it in Rancher and forget its record."""
+        """Stop this cluster; with `delete`, also delete it in Rancher and forget its record.
+
+        The Rancher delete goes first, with the tunnels still up: Rancher then sends its cleanup objects
+        (ClusterRole, ServiceAccount, Job `cattle-cleanup-*`) through the tunnel and closes the sessions
+        itself. The agent waits for that (at most `DELETE_GRACE` seconds), then closes what is left."""
         self.removed = True
         self.phase = REMOVING
-        await self.stop_tunnels()
-        if delete and self.record.rancher_id:
+        if self._registration is not None and not self._registration.called:
+            self._registration.cancel()
+        deleted = not (delete and self.record.rancher_id)
+        if not deleted:
             for attempt in range(3):
                 try:
                     await self.agent.rancher.delete_cluster(self.record.rancher_id)
                     self.agent.deleted += 1
+                    deleted = True
                     break
                 except RancherError as failure:
                     self.error(failure.summary, str(failure))
                     if attempt < 2:
                         await task.deferLater(self.agent.clock, 1.0 + attempt, lambda: None)
-            else:
-                return
+            if deleted:
+                for _ in range(int(DELETE_GRACE / 0.1)):
+                    if self.connected_tunnels == 0:
+                        break
+                    await task.deferLater(self.agent.clock, 0.1, lambda: None)
+        await self.stop_tunnels()
+        if not deleted:
+            return
         if delete:
             self.agent.forget_record(self.name)
         clusters = self.agent.clusters
@@ -688,11 +704,11 @@ class AgentService(MultiService):
                 pending.cancel()
         self._queue.clear()
         runners = list(self.runners.values())
+        if self.config.rancher.cleanup_on_stop and self.ready:
+            await self._delete_all(runners)
         await defer.DeferredList(
             [defer.ensureDeferred(r.stop_tunnels()) for r in runners], consumeErrors=True
         )
-        if self.config.rancher.cleanup_on_stop and self.ready:
-            await self._delete_all(runners)
         if self.clusters is not None:
             try:
                 await defer.maybeDeferred(self.clusters.stop)
