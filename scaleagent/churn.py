@@ -74,6 +74,7 @@ class ChurnEngine(Service):
         self.away: dict[int, Any] = {}  # index -> DelayedCall of the rejoin
         self._credit: Counter[str] = Counter()
         self._pods: dict[tuple[int, str], Any] = {}  # (cluster index, pod name) -> DelayedCall
+        self._swept: set[int] = set()  # clusters cleared of churn pods an earlier run left behind
         self._loop: task.LoopingCall | None = None
         self._next_drop = 0.0
         self._pending: set[defer.Deferred[Any]] = set()
@@ -273,7 +274,20 @@ class ChurnEngine(Service):
                          len(created))
         return created
 
+    def _sweep(self, runner: Any) -> None:
+        """Delete churn pods a stopped run saved into this cluster's state (their timers died with it)."""
+        self._swept.add(runner.index)
+        store = runner.cluster.store
+        rt = store.kinds.by_resource("", "v1", "pods")
+        listed = store.list(rt, namespace=CHURN_NAMESPACE, label_selector=f"{CHURN_LABEL}=true")
+        for obj in listed.objects():
+            name = obj["metadata"]["name"]
+            if (runner.index, name) not in self._pods:
+                self._delete_pod(runner.index, name)
+
     def _create_pod(self, runner: Any) -> str | None:
+        if runner.index not in self._swept:
+            self._sweep(runner)
         store = runner.cluster.store
         rt = store.kinds.by_resource("", "v1", "pods")
         try:
