@@ -10,20 +10,18 @@ import json
 import os
 import re
 import stat
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 import pytest_twisted
 import yaml
-from twisted.internet import defer, task, threads
-from twisted.internet.protocol import ProcessProtocol
+from twisted.internet import threads
 
 from scaleagent.cluster.__main__ import parse_args, serve
+from tests.support import ClusterProcess, Collect, run, spawn, stop, until
 
 KUBECTL = "/usr/bin/kubectl"
-ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.skipif(not os.path.exists(KUBECTL), reason="kubectl is not installed")
 
 OBJECTS = textwrap.dedent(
@@ -83,33 +81,6 @@ OBJECTS = textwrap.dedent(
 )
 
 
-class Collect(ProcessProtocol):
-    """A child's output; `ended` fires with its exit code."""
-
-    def __init__(self) -> None:
-        self.out = b""
-        self.err = b""
-        self.ended: defer.Deferred[int] = defer.Deferred()
-
-    def outReceived(self, data: bytes) -> None:
-        self.out += data
-
-    def errReceived(self, data: bytes) -> None:
-        self.err += data
-
-    def processEnded(self, reason) -> None:
-        code = getattr(reason.value, "exitCode", None)
-        self.ended.callback(code if code is not None else -1)
-
-
-async def wait_for(reactor, condition, seconds: float = 20.0) -> bool:
-    for _ in range(int(seconds * 10)):
-        if condition():
-            return True
-        await task.deferLater(reactor, 0.1, lambda: None)
-    return condition()
-
-
 class Kubectl:
     def __init__(self, reactor, tmp_path: Path, kubeconfig: Path) -> None:
         self.reactor = reactor
@@ -126,17 +97,10 @@ class Kubectl:
         }
 
     def start(self, *args: str) -> tuple[Collect, object]:
-        proto = Collect()
-        transport = self.reactor.spawnProcess(proto, KUBECTL, [KUBECTL, *args], env=self.env())
-        return proto, transport
+        return spawn(self.reactor, KUBECTL, list(args), env=self.env())
 
     async def run(self, *args: str) -> tuple[int, str, str]:
-        proto, transport = self.start(*args)
-        timeout = self.reactor.callLater(60, transport.signalProcess, "KILL")
-        code = await proto.ended
-        if timeout.active():
-            timeout.cancel()
-        return code, proto.out.decode(), proto.err.decode()
+        return await run(self.reactor, KUBECTL, list(args), env=self.env())
 
     async def ok(self, *args: str) -> str:
         code, out, err = await self.run(*args)
@@ -144,44 +108,11 @@ class Kubectl:
         return out
 
 
-class ServerProcess:
-    """`python -m scaleagent.cluster` as a child process."""
-
-    def __init__(self, reactor, tmp_path: Path) -> None:
-        self.reactor = reactor
-        self.tmp = tmp_path
-        self.kubeconfig = tmp_path / "kubeconfig"
-        self.proto = Collect()
-        self.transport = None
-
-    async def start(self, *extra: str) -> None:
-        args = [sys.executable, "-m", "scaleagent.cluster", "--listen", "tcp:0:interface=127.0.0.1"]
-        args += ["--kubeconfig", str(self.kubeconfig), *extra]
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(ROOT)}
-        self.transport = self.reactor.spawnProcess(
-            self.proto, sys.executable, args, env=env, path=str(self.tmp)
-        )
-        started = await wait_for(
-            self.reactor, lambda: self.kubeconfig.exists() or self.proto.ended.called, 30
-        )
-        assert started and self.kubeconfig.exists(), (self.proto.out + self.proto.err).decode(
-            errors="replace"
-        )
-
-    async def stop(self) -> None:
-        if self.transport is not None and not self.proto.ended.called:
-            self.transport.signalProcess("TERM")
-            await wait_for(self.reactor, lambda: self.proto.ended.called, 10)
-            if not self.proto.ended.called:
-                self.transport.signalProcess("KILL")
-                await self.proto.ended
-
-
 @pytest_twisted.ensureDeferred
 async def test_kubectl_reads_a_served_cluster(reactor, tmp_path):
     objects = tmp_path / "objects.yaml"
     objects.write_text(OBJECTS)
-    server = ServerProcess(reactor, tmp_path)
+    server = ClusterProcess(reactor, tmp_path)
     await server.start("--objects", str(objects), "--name", "sim")
     try:
         config = yaml.safe_load(server.kubeconfig.read_text())
@@ -289,7 +220,7 @@ async def test_kubectl_watch_prints_a_change_made_through_the_store(reactor, tmp
     k = Kubectl(reactor, tmp_path, kubeconfig)
     proto, transport = k.start("get", "pods", "-w")
     try:
-        assert await wait_for(reactor, lambda: b"first" in proto.out), proto.err
+        await until(reactor, lambda: b"first" in proto.out, 20, "the first pod in kubectl's output")
         served.api.store.create(
             pods,
             {
@@ -298,18 +229,16 @@ async def test_kubectl_watch_prints_a_change_made_through_the_store(reactor, tmp
                 "status": {"phase": "Pending"},
             },
         )
-        assert await wait_for(reactor, lambda: b"second" in proto.out), proto.err
+        await until(reactor, lambda: b"second" in proto.out, 20, "the second pod in kubectl's output")
         lines = proto.out.decode().splitlines()
         assert lines[0].split() == ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
         assert re.match(r"first\s+0/1\s+Running\s+0", lines[1])
         assert re.match(r"second\s+0/1\s+Pending\s+0", lines[2])
         assert served.api.store.watching(pods)
     finally:
-        if not proto.ended.called:
-            transport.signalProcess("TERM")
-        await proto.ended
+        await stop(reactor, proto, transport)
         await served.port.stopListening()
-    assert await wait_for(reactor, lambda: not served.api.store.watching(pods), 5)
+    await until(reactor, lambda: not served.api.store.watching(pods), 5, "the watch released")
 
 
 @pytest_twisted.ensureDeferred
@@ -318,7 +247,7 @@ async def test_python_client_lists_and_watches(reactor, tmp_path):
 
     objects = tmp_path / "objects.yaml"
     objects.write_text(OBJECTS)
-    server = ServerProcess(reactor, tmp_path)
+    server = ClusterProcess(reactor, tmp_path)
     await server.start("--objects", str(objects))
     try:
 
