@@ -13,7 +13,6 @@ import base64
 import json
 import os
 import re
-import sys
 from pathlib import Path
 
 import pytest
@@ -21,11 +20,11 @@ import pytest_twisted
 import treq
 import yaml
 from twisted.internet import defer, task
-from twisted.internet.protocol import ProcessProtocol
 from twisted.internet.ssl import Certificate
 from twisted.web.client import Agent, BrowserLikePolicyForHTTPS
 
 from scaleagent.apiserver import protobuf as pb
+from tests.support import ClusterProcess, Collect, run
 
 KUBECTL = next(
     (p for p in ("/usr/lib/google-cloud-sdk/bin/kubectl.1.32", "/usr/bin/kubectl") if os.path.exists(p)), None
@@ -39,23 +38,6 @@ SERVER_OWNED = {"uid", "resourceVersion", "creationTimestamp", "generation", "ma
 _TRACE = re.compile(r"request (\w+) (\S+) content-type=(\S*) -> (\d+)")
 
 
-class Collect(ProcessProtocol):
-    def __init__(self) -> None:
-        self.out = b""
-        self.err = b""
-        self.ended: defer.Deferred[int] = defer.Deferred()
-
-    def outReceived(self, data: bytes) -> None:
-        self.out += data
-
-    def errReceived(self, data: bytes) -> None:
-        self.err += data
-
-    def processEnded(self, reason) -> None:
-        code = getattr(reason.value, "exitCode", None)
-        self.ended.callback(code if code is not None else -1)
-
-
 class Served:
     """`python -m scaleagent.cluster --trace-requests` and kubectl runs against it (private HOME)."""
 
@@ -64,9 +46,12 @@ class Served:
         self.tmp = tmp_path
         self.home = tmp_path / "home"
         self.home.mkdir()
-        self.kubeconfig = tmp_path / "kubeconfig"
-        self.server = Collect()
-        self.transport = None
+        self.process = ClusterProcess(reactor, tmp_path)
+        self.kubeconfig = self.process.kubeconfig
+
+    @property
+    def server(self) -> Collect:
+        return self.process.proto
 
     def env(self) -> dict[str, str]:
         return {
@@ -76,35 +61,15 @@ class Served:
             "LANG": "C.UTF-8",
         }
 
-    @defer.inlineCallbacks
     def start(self):
-        args = [sys.executable, "-m", "scaleagent.cluster", "--listen", "tcp:0:interface=127.0.0.1"]
-        args += ["--kubeconfig", str(self.kubeconfig), "--trace-requests"]
-        env = dict(self.env(), PYTHONPATH=str(Path(__file__).resolve().parent.parent))
-        self.transport = self.reactor.spawnProcess(
-            self.server, sys.executable, args, env=env, path=str(self.tmp)
-        )
-        for _ in range(300):  # 30 s at most
-            if self.kubeconfig.exists() or self.server.ended.called:
-                break
-            yield task.deferLater(self.reactor, 0.1, lambda: None)
-        assert self.kubeconfig.exists(), (self.server.out + self.server.err).decode(errors="replace")
+        return self.process.start("--trace-requests", env=self.env())
 
-    @defer.inlineCallbacks
     def stop(self):
-        if not self.server.ended.called:
-            self.transport.signalProcess("TERM")
-            yield self.server.ended.addTimeout(15, self.reactor)
+        return self.process.stop()
 
     @defer.inlineCallbacks
     def kubectl(self, *args: str, ok: bool = True):
-        proto = Collect()
-        transport = self.reactor.spawnProcess(
-            proto, KUBECTL, [KUBECTL, *args], env=self.env(), path=str(self.tmp)
-        )
-        transport.closeStdin()
-        code = yield proto.ended.addTimeout(60, self.reactor)
-        out, err = proto.out.decode(), proto.err.decode()
+        code, out, err = yield run(self.reactor, KUBECTL, list(args), env=self.env(), path=str(self.tmp))
         if ok:
             assert code == 0, f"kubectl {' '.join(args)} exited {code}\n{out}\n{err}"
         return code, out, err

@@ -15,31 +15,13 @@ import pytest
 import pytest_twisted
 import yaml
 from twisted.internet import defer, task
-from twisted.internet.protocol import ProcessProtocol
+
+from tests.support import ClusterProcess, Collect, run, spawn, stop
 
 KUBECTL = next(
     (p for p in ("/usr/lib/google-cloud-sdk/bin/kubectl.1.32", "/usr/bin/kubectl") if os.path.exists(p)), None
 )
 pytestmark = pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed")
-
-
-class Collect(ProcessProtocol):
-    """Gathers a child's output; `ended` fires with its exit code."""
-
-    def __init__(self) -> None:
-        self.out = b""
-        self.err = b""
-        self.ended: defer.Deferred[int] = defer.Deferred()
-
-    def outReceived(self, data: bytes) -> None:
-        self.out += data
-
-    def errReceived(self, data: bytes) -> None:
-        self.err += data
-
-    def processEnded(self, reason) -> None:
-        code = getattr(reason.value, "exitCode", None)
-        self.ended.callback(code if code is not None else -1)
 
 
 class Cluster:
@@ -50,9 +32,8 @@ class Cluster:
         self.tmp = tmp_path
         self.home = tmp_path / "home"
         self.home.mkdir()
-        self.kubeconfig = tmp_path / "kubeconfig"
-        self.server: Collect | None = None
-        self.server_transport = None
+        self.process = ClusterProcess(reactor, tmp_path)
+        self.kubeconfig = self.process.kubeconfig
         self.watchers: list = []
 
     def env(self, **extra: str) -> dict[str, str]:
@@ -65,55 +46,30 @@ class Cluster:
         env.update(extra)
         return env
 
-    @defer.inlineCallbacks
     def start(self):
-        self.server = Collect()
-        args = [sys.executable, "-m", "scaleagent.cluster", "--listen", "tcp:0:interface=127.0.0.1"]
-        args += ["--kubeconfig", str(self.kubeconfig)]
-        child_env = dict(self.env(), PYTHONPATH=str(Path(__file__).resolve().parent.parent))
-        self.server_transport = self.reactor.spawnProcess(
-            self.server, sys.executable, args, env=child_env, path=str(self.tmp)
-        )
-        for _ in range(300):  # 30 s at most
-            if self.kubeconfig.exists() or self.server.ended.called:
-                break
-            yield task.deferLater(self.reactor, 0.1, lambda: None)
-        assert self.kubeconfig.exists(), (self.server.out + self.server.err).decode(errors="replace")
+        return self.process.start(env=self.env())
 
     @defer.inlineCallbacks
     def stop(self):
         for transport, proto in self.watchers:
-            if not proto.ended.called:
-                transport.signalProcess("KILL")
-                yield proto.ended
-        if self.server is not None and not self.server.ended.called:
-            self.server_transport.signalProcess("TERM")
-            yield self.server.ended.addTimeout(15, self.reactor)
+            yield stop(self.reactor, proto, transport, grace=5)
+        yield self.process.stop()
 
     @defer.inlineCallbacks
     def kubectl(
         self, *args: str, ok: bool = True, env: dict[str, str] | None = None, stdin: bytes | None = None
     ):
         """Run kubectl to the end; returns (exit code, stdout, stderr) as text."""
-        proto = Collect()
-        transport = self.reactor.spawnProcess(
-            proto, KUBECTL, [KUBECTL, *args], env=self.env(**(env or {})), path=str(self.tmp)
+        code, out, err = yield run(
+            self.reactor, KUBECTL, list(args), env=self.env(**(env or {})), path=str(self.tmp), stdin=stdin
         )
-        if stdin is not None:
-            transport.write(stdin)
-        transport.closeStdin()
-        code = yield proto.ended.addTimeout(60, self.reactor)
-        out, err = proto.out.decode(), proto.err.decode()
         if ok:
             assert code == 0, f"kubectl {' '.join(args)} exited {code}\n{out}\n{err}"
         return code, out, err
 
     def watch(self, *args: str) -> Collect:
-        """Start a long-running kubectl (killed at the end of the test)."""
-        proto = Collect()
-        transport = self.reactor.spawnProcess(
-            proto, KUBECTL, [KUBECTL, *args], env=self.env(), path=str(self.tmp)
-        )
+        """Start a long-running kubectl (stopped at the end of the test)."""
+        proto, transport = spawn(self.reactor, KUBECTL, list(args), env=self.env(), path=str(self.tmp))
         self.watchers.append((transport, proto))
         return proto
 
