@@ -24,9 +24,10 @@ from zope.interface import implementer
 
 from scaleagent.remotedialer.server import TunnelAgentEndpoints
 from scaleagent.remotedialer.websocket import connect_tunnel
+from tests.support import until
 
 from .test_remotedialer_transport import version_site
-from .test_remotedialer_websocket import PKI, TOKEN, start_server, until
+from .test_remotedialer_websocket import PKI, TOKEN, start_server
 
 CONNECTIONS = 1000
 BULK = 32 * 1024 * 1024
@@ -175,7 +176,7 @@ def test_loopback_end_to_end(reactor):
             greeter = Greeter(b"echo %d;" % i)
             server.dial("c-test", "tcp", "127.0.0.1:7", Factory.forProtocol(lambda g=greeter: g))
             echoes.append(greeter)
-        yield until(reactor, lambda: all(bytes(g.received) == g.greeting for g in echoes), timeout=30)
+        yield until(reactor, lambda: all(bytes(g.received) == g.greeting for g in echoes), 30)
 
         # 1,000 concurrent TLS connections into the Site, each verifying 10.43.0.1 against the CA.
         tls_endpoint = wrapClientTLS(PKI.client_options("10.43.0.1"),
@@ -185,7 +186,7 @@ def test_loopback_end_to_end(reactor):
             getter = KeepAliveGet()
             getters.append(getter)
             yield tls_endpoint.connect(Factory.forProtocol(lambda g=getter: g))
-        yield until(reactor, lambda: all(g.done for g in getters), timeout=60)
+        yield until(reactor, lambda: all(g.done for g in getters), 60)
         assert all(b"HTTP/1.1 200 OK" in g.received for g in getters)
 
         # The same Site through Agent/treq: the path a Rancher stand-in uses.
@@ -217,9 +218,9 @@ def test_loopback_end_to_end(reactor):
         server.protocols("c-test")[0].cut()
         ended = yield client.ended
         assert ended.opened and not ended.was_clean
-        yield until(reactor, lambda: all(p.lost_reason is not None for p in server_end), timeout=10)
+        yield until(reactor, lambda: all(p.lost_reason is not None for p in server_end), 10)
         assert all(p.lost_reason.check(ConnectionLost) for p in server_end)
-        yield until(reactor, lambda: not echo_factory.protocols and not tls_site.protocols, timeout=10)
+        yield until(reactor, lambda: not echo_factory.protocols and not tls_site.protocols, 10)
         assert server.client_keys() == []
         assert client.session.connection_ids() == [] == session.connection_ids()
     finally:

@@ -11,6 +11,7 @@ from twisted.web.server import Site
 
 from scaleagent.remotedialer.server import NoTunnel, Refusal, TunnelServer
 from scaleagent.remotedialer.websocket import TunnelClientFactory, TunnelRefused, connect_tunnel
+from tests.support import until
 
 from .test_remotedialer_transport import make_pki
 
@@ -58,20 +59,6 @@ class Collect(Protocol):
 
     def connectionLost(self, reason) -> None:
         self.lost.callback(reason.value)  # the exception: a Failure would errback
-
-
-def until(reactor, predicate, timeout: float = 10.0, step: float = 0.01):
-    """Poll `predicate` on the reactor, bounded by `timeout` seconds."""
-
-    @defer.inlineCallbacks
-    def run():
-        for _ in range(int(timeout / step)):
-            if predicate():
-                return True
-            yield task.deferLater(reactor, step, lambda: None)
-        raise AssertionError(f"condition not met within {timeout} s")
-
-    return run()
 
 
 @defer.inlineCallbacks

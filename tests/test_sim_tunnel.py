@@ -20,6 +20,7 @@ from twisted.web.client import Agent, HTTPConnectionPool
 from scaleagent.remotedialer.websocket import TunnelRefused, connect_tunnel
 from scaleagent.sim import store as st
 from scaleagent.sim.service import RancherSim, start_ranchersim
+from tests.support import until
 from tests.test_sim_service import PinnedCA
 
 PARAMS = {"cluster": {"address": "10.43.0.1:443", "token": "sa-token", "caCert": "Y2EtcGVt"}}
@@ -68,14 +69,6 @@ async def raw_upgrade(reactor, sim: RancherSim, path: str, headers: dict[str, st
         return response.code, await response.content()
     finally:
         await pool.closeCachedConnections()
-
-
-async def until(reactor, predicate, seconds: float = 10.0) -> None:
-    for _ in range(int(seconds / 0.01)):
-        if predicate():
-            return
-        await deferLater(reactor, 0.01, lambda: None)
-    raise AssertionError("condition not reached in time")
 
 
 @pytest.fixture
