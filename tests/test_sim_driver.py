@@ -296,3 +296,32 @@ async def test_ui_browsing_lists_pods_and_events_impersonated(reactor, tmp_path)
     finally:
         await agent.stopService()
         await sim.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_failing_health_makes_one_cluster_unavailable_until_it_recovers(reactor, sim, tmp_path):
+    from scaleagent.apiserver.faults import faults_of
+
+    agent = start_agent(reactor, sim, tmp_path, 3)
+    try:
+        await until(reactor, all_active(sim, 3), what="all active")
+        runner = agent.runners[0]
+        sick = sim.store.get_cluster(runner.record.rancher_id)
+        others_left: list[str] = []
+
+        def listen(event, cluster):
+            if event == st.STATE and cluster is not sick and cluster.state != st.ACTIVE:
+                others_left.append(cluster.name)
+
+        sim.store.add_listener(listen)
+        faults_of(runner.cluster.api, create=True).make_unready(2.5)  # /readyz answers 500 for 2.5 s
+        await until(reactor, lambda: sick.state == st.UNAVAILABLE, seconds=10, what="unavailable")
+        assert "Ready is not True" in " ".join(sim.driver.why_not_active(sick.id))
+        assert sick.connected(st.MAIN) and sick.connected(st.STEVE)  # tunnels fine: health alone
+        await until(reactor, lambda: sick.state == st.ACTIVE, seconds=15, what="active again")
+        sim.store.remove_listener(listen)
+        assert others_left == []
+        assert sim.driver.health_failures >= 1
+        no_failures(sim)  # a failing health check is Rancher-visible, not a simulator failure
+    finally:
+        await agent.stopService()

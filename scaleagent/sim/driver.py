@@ -31,7 +31,7 @@ from scaleagent.sim.profiles import KUBE_SYSTEM, Informer, Profile, get_profile
 from scaleagent.sim.records import Records
 from scaleagent.sim.schedule import Scheduler, Task
 from scaleagent.sim.store import DELETED, MAIN, PARAMS_CHANGED, STEVE, TUNNEL_DOWN, TUNNEL_UP, Cluster
-from scaleagent.sim.tunnelhttp import Answer, ClusterHTTP, TunnelHTTP, Watch
+from scaleagent.sim.tunnelhttp import ACCEPT, Answer, ClusterHTTP, TunnelHTTP, Watch
 
 log = logger()
 
@@ -303,19 +303,25 @@ class ClusterTraffic:
         http, gen = self.http, self.generation
         if http is None:
             return
-        if self.driver.profile.health == KUBE_SYSTEM:
-            d = defer.ensureDeferred(
-                http.request("health kube-system", "GET", "/api/v1/namespaces/kube-system", ok=(200, 404))
+        if self.driver.profile.health == KUBE_SYSTEM:  # Rancher <= 2.13
+            kind, path, good, accept = (
+                "health kube-system",
+                "/api/v1/namespaces/kube-system",
+                (200, 404),
+                ACCEPT,
             )
-            d.addCallback(lambda a: a.status in (200, 404))
         else:
-            d = defer.ensureDeferred(http.request("health readyz", "GET", "/readyz", accept=b"*/*"))
-            d.addCallback(lambda a: a.status == 200)
-        d.addCallback(lambda ok: self._healthy(ok, gen))
+            kind, path, good, accept = "health readyz", "/readyz", (200,), b"*/*"
+        # A 5xx here is a health check failing (Rancher marks the cluster not Ready), not a failure
+        # of the simulator: counted apart, in `health_failures`.
+        d = defer.ensureDeferred(http.request(kind, "GET", path, ok=(*good, 500, 503), accept=accept))
+        d.addCallback(lambda answer: self._healthy(answer.status in good, gen))
 
     def _healthy(self, ok: bool, gen: int) -> None:
         if gen != self.generation or self.stopped:
             return
+        if not ok:
+            self.driver.health_failures += 1
         if ok != self.observed.healthy:
             self.observed.healthy = ok
             self.driver.evaluate(self.cluster)
@@ -676,6 +682,7 @@ class TrafficDriver:
         self.cleanup_delay = cleanup_delay
         self.clusters: dict[str, ClusterTraffic] = {}
         self.setups_done = 0
+        self.health_failures = 0
         self.cleanups = {"sent": 0, "failed": 0}
         self.sim_user = getattr(sim, "creator_id", "user-admin")
         self._attached = False
@@ -772,6 +779,7 @@ class TrafficDriver:
             "profile": self.profile.name,
             "clusters": len(self.clusters),
             "setups_done": self.setups_done,
+            "health_failures": self.health_failures,
             "informers": informers,
             "watches_open": watching,
             "cleanups": dict(self.cleanups),
