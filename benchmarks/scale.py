@@ -490,12 +490,16 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, list[tuple[
         sim_rss = sum(procs.rss_mib(s.sim.pid) or 0.0 for s in shards)
         statuses = observer.statuses()
         after = lat.snapshot(statuses)
-        up = observer.last_counts["active"] or args.clusters
+        # Per cluster = per cluster holding both tunnels (the last sample the stand-in answered).
+        answered = [r for r in observer.timeline if r["registered"] > 0]
+        up = (answered[-1]["connected"] if answered else 0) or args.clusters
         base = (result.get("baseline") or {}).get("agent_rss_mib")
         marginal = round((rss - base * len(shards)) * 1024 / up, 1) if base else None
         result["steady"] = {
             "seconds": round(seconds, 1),
-            "clusters_active": observer.last_counts["active"],
+            "clusters_active": answered[-1]["active"] if answered else None,
+            "clusters_connected": up,
+            "all_active_at_start": all_active,
             "agent_rss_mib": round(rss, 1),
             "agent_rss_kib_per_cluster": round(rss * 1024 / up, 1),
             "agent_rss_baseline_mib": base,

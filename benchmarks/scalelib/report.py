@@ -55,7 +55,8 @@ def render_markdown(result: dict[str, Any]) -> str:
         _percentiles_row("connected (both tunnels)", ramp.get("connected"), "s"),
         _percentiles_row("Active", ramp.get("active"), "s"),
         "",
-        f"## Steady state ({_fmt(steady.get('seconds'), 's')}, all clusters up)",
+        f"## Steady state ({_fmt(steady.get('seconds'), 's')}; {_fmt(steady.get('clusters_connected'))} "
+        f"clusters connected, {_fmt(steady.get('clusters_active'))} Active at the end)",
         "",
         f"- Agent RSS {_fmt(steady.get('agent_rss_mib'), 'MiB')} = "
         f"**{_fmt(steady.get('agent_rss_kib_per_cluster'), 'KiB per cluster')}** "
