@@ -124,8 +124,7 @@ def encode(message: Message) -> bytes:
     _put_varint(out, message.type)
     if message.type in _WITH_DEADLINE:
         out += b"\xb0\xea\x01"  # zigzag varint of LEGACY_DEADLINE_MS
-    out += message.payload
-    return bytes(out)
+    return bytes(out) + message.payload  # the payload is copied once, not into the header and again
 
 
 def decode(data: bytes) -> Message:
