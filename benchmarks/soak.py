@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -32,6 +33,15 @@ def rss_mib(pid: int) -> float:
     except OSError:
         pass
     return 0.0
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
 
 
 # -- child roles ------------------------------------------------------------------------------------
@@ -134,6 +144,8 @@ def main() -> None:
         "elapsed_s",
         "sim_rss_mib",
         "agent_rss_mib",
+        "sim_cpu_s",
+        "agent_cpu_s",
         "active",
         "pending",
         "unavailable",
@@ -168,6 +180,8 @@ def main() -> None:
                     "elapsed_s": round(elapsed, 1),
                     "sim_rss_mib": round(rss_mib(sim.pid), 1),
                     "agent_rss_mib": round(rss_mib(agent.pid), 1),
+                    "sim_cpu_s": round(cpu_seconds(sim.pid), 2),
+                    "agent_cpu_s": round(cpu_seconds(agent.pid), 2),
                     **{
                         k: s.get(k, "")
                         for k in ("active", "pending", "unavailable", "main_tunnels", "steve_tunnels")
@@ -217,6 +231,13 @@ def main() -> None:
                 "rss_min_mib": min(values),
                 "rss_max_mib": max(values),
                 "growth_mib_per_hour": round((values[-1] - values[0]) / hours, 2),
+                "cpu_ms_per_cluster_minute": round(
+                    (steady[-1][f"{who}_cpu_s"] - steady[0][f"{who}_cpu_s"])
+                    * 1000
+                    / max(args.clusters, 1)
+                    / max(hours * 60, 1e-9),
+                    3,
+                ),
             }
     if rows:
         summary["last"] = rows[-1]
