@@ -248,3 +248,25 @@ def test_cleanup_objects_are_rancher_s_and_encode():
         assert pb.decode(pb.encode(obj))["kind"] == obj["kind"]  # well-formed for a typed client too
     owner = cleanup.owner_reference({"metadata": {"name": cleanup.JOB, "uid": "u-1"}})
     assert owner == {"apiVersion": "batch/v1", "kind": "Job", "name": cleanup.JOB, "uid": "u-1"}
+
+
+# -- twistd ranchersim options -----------------------------------------------------------------------
+
+
+def test_ranchersim_profile_options():
+    from twisted.python import usage
+
+    from scaleagent.sim.tap import Options, build
+
+    def built(*argv: str):
+        options = Options()
+        options.parseOptions(["--ca-file", "", "--token-file", "", *argv])
+        return build(options, Clock())
+
+    assert built().driver.profile.name == "rancher-2.14"
+    assert built("--profile", "none").driver is None
+    sim = built("--profile", "rancher-2.13", "--ui-browsing")
+    assert sim.driver.profile.name == "rancher-2.13" and sim.driver.profile.ui_browsing
+    assert sim.store.readiness == sim.driver.readiness and sim.on_delete == sim.driver.cleanup
+    with pytest.raises(usage.UsageError, match="expected one of idle, rancher-2.13, rancher-2.14, none"):
+        Options().parseOptions(["--profile", "rancher-9"])
