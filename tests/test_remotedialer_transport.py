@@ -3,15 +3,9 @@ client verifying the certificate for IP 10.43.0.1 on the other; everything drive
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 from collections import deque
 from dataclasses import dataclass
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from twisted.internet import ssl
 from twisted.internet.error import ConnectionDone
 from twisted.internet.protocol import Factory, Protocol
@@ -22,71 +16,31 @@ from twisted.web.resource import Resource
 from twisted.web.server import Site
 
 from scaleagent.remotedialer.session import Session
+from scaleagent.sim.tls import ServerTLS, generate
 
 # ---------------------------------------------------------------------------- throwaway PKI (tests only)
 
 
-@dataclass
+@dataclass(frozen=True)
 class ThrowawayPKI:
-    ca_cert: x509.Certificate
-    ca_pem: bytes
-    leaf_key: ec.EllipticCurvePrivateKey
-    leaf_cert: x509.Certificate
+    """A fresh CA and serving certificate (the stand-in's generator), as server and client TLS options."""
+
+    tls: ServerTLS
+
+    @property
+    def ca_pem(self) -> bytes:
+        return self.tls.ca_pem.encode()
 
     def server_options(self) -> ssl.CertificateOptions:
-        return ssl.CertificateOptions(
-            privateKey=self.leaf_key, certificate=self.leaf_cert, extraCertChain=[self.ca_cert]
-        )
+        return self.tls.options()
 
     def client_options(self, host: str) -> object:
         return ssl.optionsForClientTLS(host, trustRoot=ssl.Certificate.loadPEM(self.ca_pem))
 
 
-def make_pki(ips: tuple[str, ...] = ("10.43.0.1", "127.0.0.1"), name: str = "test-ca") -> ThrowawayPKI:
-    """A fresh CA and a serving certificate for `ips` (and DNS localhost), valid for a day."""
-    now = datetime.datetime.now(datetime.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    ca_cert = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
-                key_encipherment=False, data_encipherment=False, key_agreement=False,
-                encipher_only=False, decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    leaf_key = ec.generate_private_key(ec.SECP256R1())
-    sans: list[x509.GeneralName] = [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]
-    sans.append(x509.DNSName("localhost"))
-    leaf_cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "tunnel-test")]))
-        .issuer_name(ca_name)
-        .public_key(leaf_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    ca_pem = ca_cert.public_bytes(serialization.Encoding.PEM)
-    return ThrowawayPKI(ca_cert, ca_pem, leaf_key, leaf_cert)
+def make_pki(ips: tuple[str, ...] = ("10.43.0.1", "127.0.0.1")) -> ThrowawayPKI:
+    """A new CA and a serving certificate for `ips` and DNS localhost."""
+    return ThrowawayPKI(generate([*ips, "localhost"]))
 
 
 class Version(Resource):

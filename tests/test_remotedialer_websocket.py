@@ -231,7 +231,7 @@ def test_async_authorizer_and_bad_ca(reactor):
         yield server.when_connected("c-test")
         client.dropConnection(abort=True)
         yield client.ended
-        other = make_pki(name="another-ca")
+        other = make_pki()
         ended = []
         try:
             yield connect_tunnel(reactor, url, {"X-API-Tunnel-Token": TOKEN}, echo_resolver,
