@@ -226,6 +226,8 @@ def test_async_authorizer_and_bad_ca(reactor):
             yield connect_tunnel(reactor, url, {}, echo_resolver, ca_pem=PKI.ca_pem)
         except TunnelRefused as refused:
             assert (refused.status, refused.body) == (401, b"failed authentication")
+        else:
+            raise AssertionError("the slow authorizer must refuse a handshake without credentials")
         client = yield connect_tunnel(reactor, url, {"X-API-Tunnel-Token": TOKEN}, echo_resolver,
                                       ca_pem=PKI.ca_pem)
         yield server.when_connected("c-test")
