@@ -50,7 +50,10 @@ class EmbeddedRancher(MultiService):
         sim_options: dict[str, Any] | None = None,
         agent_options: dict[str, Any] | None = None,
         agent_factory: Callable[..., Any] | None = None,
+        attach: Callable[[MultiService, AgentConfig, Any], Any] | None = None,
     ) -> None:
+        """`attach(self, wired_config, reactor)`, when given, adds the agent (and e.g. its admin API)
+        as children of this service and returns the agent; by default the agent alone is added."""
         super().__init__()
         from scaleagent.sim.service import RancherSim
 
@@ -62,6 +65,7 @@ class EmbeddedRancher(MultiService):
         self.agent: Any = None
         self._agent_options = agent_options or {}
         self._agent_factory = agent_factory
+        self._attach = attach
         self._agent_ready: list[defer.Deferred[Any]] = []
         self._starting: defer.Deferred[Any] | None = None
 
@@ -75,21 +79,29 @@ class EmbeddedRancher(MultiService):
     def _start_agent(self, url: str) -> None:
         if not self.running:
             return
-        factory = self._agent_factory
-        if factory is None:
-            from scaleagent.agent import AgentService
-
-            factory = AgentService
         log.info(
             "embedded Rancher stand-in on {url}, traffic profile {profile}",
             url=url,
             profile=self.config.rancher.embedded_profile,
         )
-        self.agent = factory(embedded_config(self.config, self.sim), self.reactor, **self._agent_options)
-        self.agent.setServiceParent(self)  # starts it: this service is running
+        wired = embedded_config(self.config, self.sim)
+        if self._attach is not None:
+            self.agent = self._attach(self, wired, self.reactor)  # children start: this one runs
+        else:
+            self.agent = self._default_agent(wired)
         waiters, self._agent_ready = self._agent_ready, []
         for waiter in waiters:
             waiter.callback(self.agent)
+
+    def _default_agent(self, wired: AgentConfig) -> Any:
+        factory = self._agent_factory
+        if factory is None:
+            from scaleagent.agent import AgentService
+
+            factory = AgentService
+        agent = factory(wired, self.reactor, **self._agent_options)
+        agent.setServiceParent(self)  # starts it: this service is running
+        return agent
 
     def _failed(self, failure: Failure) -> None:
         if failure.check(defer.CancelledError):

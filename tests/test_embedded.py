@@ -102,3 +102,28 @@ def test_shipped_config_is_embedded_with_50_clusters_and_needs_no_token():
     shipped = load_config(ROOT / "etc" / "agent.ini", environ={})
     assert shipped.rancher.embedded and shipped.rancher.token is None
     assert shipped.rancher.embedded_profile == "rancher-2.14" and shipped.clusters.count == 50
+
+
+@pytest_twisted.ensureDeferred
+async def test_attach_adds_the_agent_and_its_companions(reactor, tmp_path):
+    from twisted.application.service import Service
+
+    added = {}
+
+    def attach(parent, wired, clock):
+        agent = AgentService(wired, clock, raise_limit=False)
+        agent.setServiceParent(parent)
+        companion = Service()
+        companion.setServiceParent(parent)
+        added.update(agent=agent, companion=companion, wired=wired)
+        return agent
+
+    service = EmbeddedRancher(config(tmp_path, count=1), reactor, attach=attach)
+    service.startService()
+    try:
+        agent = await service.when_agent()
+        assert agent is added["agent"] and agent.running and added["companion"].running
+        assert added["wired"].rancher.url == service.sim.url
+    finally:
+        await service.stopService()
+    assert not agent.running and not added["companion"].running and service.sim.port is None
