@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 from twisted.application.service import IService, MultiService, Service
-from twisted.internet import defer
 from twisted.python import usage
 
 from scaleagent.config import AgentConfig, ConfigError, load_config, parse_shard
-from scaleagent.redact import Secret, logger
+from scaleagent.redact import logger
 
 log = logger()
 
@@ -113,57 +111,15 @@ def add_agent(top: MultiService, config: AgentConfig, reactor: Any) -> Any:
     return agent
 
 
-class EmbeddedRancher(MultiService):
-    """`[rancher] url = embedded`: the Rancher stand-in on loopback, then the agent wired to it.
-
-    The stand-in's URL, API token and CA checksum are only known once it listens, so the agent is
-    added then. (Rancher-like traffic profiles are the stand-in's business, issue 10.)"""
-
-    def __init__(self, config: AgentConfig, reactor: Any) -> None:
-        super().__init__()
-        self.setName("embedded-rancher")
-        self._config = config
-        self._reactor = reactor
-        self.sim: Any = None
-        self.agent: Any = None
-
-    def startService(self) -> None:
-        from scaleagent.sim.service import RancherSim
-
-        self.sim = RancherSim(self._reactor)
-        self.sim.setServiceParent(self)
-        super().startService()
-        self.sim.when_listening().addCallbacks(self._listening, self._failed)
-
-    def _listening(self, url: str) -> None:
-        if not self.running:
-            return
-        rancher = replace(
-            self._config.rancher,
-            url=url,
-            token=Secret(self.sim.api_token),
-            ca_checksum=self.sim.ca_checksum,
-        )
-        self.agent = add_agent(self, replace(self._config, rancher=rancher), self._reactor)
-
-    def _failed(self, failure: Any) -> None:
-        log.error("embedded Rancher stand-in failed to start: {error}", error=str(failure.value))
-
-    def stopService(self) -> Any:
-        # The agent first (it closes its tunnels cleanly), then the stand-in.
-        agent = self.agent
-        if agent is None or not agent.running:
-            return super().stopService()
-        d = defer.maybeDeferred(agent.stopService)
-        d.addBoth(lambda _: super(EmbeddedRancher, self).stopService())
-        return d
-
-
 def build_service(config: AgentConfig, reactor: Any, duration: float | None = None) -> MultiService:
     """The service tree of one agent process."""
     top = AgentRoot(config, reactor)
     if config.rancher.embedded:
-        EmbeddedRancher(config, reactor).setServiceParent(top)
+        # The stand-in (with the [rancher] embedded_profile traffic) on loopback; the agent and its
+        # admin API are added once it listens, wired to its URL, API token and CA.
+        from scaleagent.embedded import EmbeddedRancher
+
+        EmbeddedRancher(config, reactor, attach=add_agent).setServiceParent(top)
     else:
         add_agent(top, config, reactor)
     if duration is not None:
