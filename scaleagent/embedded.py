@@ -60,8 +60,9 @@ class EmbeddedRancher(MultiService):
         self.setName("embedded")
         self.config = config
         self.reactor = reactor
-        options = {"summary_interval": 60.0, **(sim_options or {})}
-        self.sim = RancherSim(reactor, listen=listen, profile=config.rancher.embedded_profile, **options)
+        self.sim = RancherSim(
+            reactor, listen=listen, profile=config.rancher.embedded_profile, **(sim_options or {})
+        )
         self.agent: Any = None
         self._agent_options = agent_options or {}
         self._agent_factory = agent_factory

@@ -127,3 +127,28 @@ async def test_attach_adds_the_agent_and_its_companions(reactor, tmp_path):
     finally:
         await service.stopService()
     assert not agent.running and not added["companion"].running and service.sim.port is None
+
+
+@pytest_twisted.ensureDeferred
+async def test_twistd_scaleagent_embedded_turns_active_under_rancher_traffic(reactor, tmp_path):
+    import os
+    import signal
+
+    from tests.test_plugin import proto_pid, spawn, with_timeout
+
+    (tmp_path / "agent.ini").write_text(
+        "[rancher]\nurl = embedded\nembedded_profile = rancher-2.14\n"
+        "[clusters]\ncount = 3\nname_prefix = tw-\nramp_per_second = 50\n"
+        "[state]\ndir = state\n[admin]\nlisten = tcp:0:interface=127.0.0.1\n"
+    )
+    proto = spawn(
+        reactor, tmp_path, "-n", "--pidfile=", "scaleagent", "--config", "agent.ini", "--duration", "60"
+    )
+    await with_timeout(reactor, proto.seen(b"ranchersim: 3 clusters: 3 active"), 60)
+    os.kill(proto_pid(proto), signal.SIGTERM)
+    code = await with_timeout(reactor, proto.ended)
+    output = proto.out.decode()
+    assert (code, proto.signal) in ((0, None), (None, signal.SIGTERM)), output
+    assert "embedded Rancher stand-in on https://127.0.0.1:" in output
+    assert "traffic profile rancher-2.14" in output
+    assert "Traceback" not in output and "token-" not in output
