@@ -325,3 +325,20 @@ async def test_failing_health_makes_one_cluster_unavailable_until_it_recovers(re
         no_failures(sim)  # a failing health check is Rancher-visible, not a simulator failure
     finally:
         await agent.stopService()
+
+
+@pytest_twisted.ensureDeferred
+async def test_deletion_without_the_cleanup_hook_stops_that_cluster_s_traffic(reactor, sim, tmp_path):
+    agent = start_agent(reactor, sim, tmp_path, 2)
+    try:
+        await until(reactor, all_active(sim, 2), what="all active")
+        gone = sim.store.clusters()[0]
+        sim.on_delete = None  # someone else owns deletion: the driver just stops
+        tasks_before = len(sim.driver.scheduler)
+        sim.store.delete_cluster(gone.id)
+        assert gone.id not in sim.driver.clusters
+        assert len(sim.driver.scheduler) < tasks_before  # its ping and health checks are gone
+        assert sim.driver.readiness(gone) is False
+        no_failures(sim)
+    finally:
+        await agent.stopService()

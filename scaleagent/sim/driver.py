@@ -157,10 +157,13 @@ class InformerRun:
         self.watch = opened
         if self.stopped:
             opened.cancel()
+        initial = "sendInitialEvents" in query
         try:
             result = await opened.done
         finally:
             self.watch = None
+        if initial and not self.synced:
+            self.rv = ""  # ended before the initial-events bookmark: a new watch-list, as client-go
         if self.expired:
             return "expired"
         return result
@@ -250,7 +253,7 @@ class ClusterTraffic:
         self._main_tasks = []
         for informer in self.informers:
             informer.stop()
-            self._rvs[informer.spec.name] = informer.rv
+            self._rvs[informer.spec.name] = informer.rv if informer.synced else ""
         self.informers = []
         if self.http is not None:
             self.http.close()
@@ -673,10 +676,14 @@ class TrafficDriver:
         self.profile = get_profile(profile) if isinstance(profile, str) else profile
         self.rng = rng if rng is not None else random.Random()
         self.records = Records()
-        self.http = TunnelHTTP(
-            self.reactor, sim.tunnels.server, self.records, server_version=sim.server_version
-        )
         self.scheduler = Scheduler(self.reactor)
+        self.http = TunnelHTTP(
+            self.reactor,
+            sim.tunnels.server,
+            self.records,
+            server_version=sim.server_version,
+            scheduler=self.scheduler,
+        )
         self.setup_slots = defer.DeferredSemaphore(max(1, setup_concurrency))
         self.start_jitter = start_jitter
         self.cleanup_delay = cleanup_delay
@@ -725,10 +732,20 @@ class TrafficDriver:
                 traffic.main_up = False  # new params: restart as Rancher restarts the controllers
                 traffic._main_changed()
             traffic.sync_tunnels()
-        elif event == DELETED and self.sim.on_delete != self.cleanup:
-            traffic = self.clusters.pop(cluster.id, None)
-            if traffic is not None:
-                traffic.stop()
+        elif event == DELETED and cluster.id in self.clusters:
+            if self.sim.on_delete == self.cleanup:
+                # `cleanup` runs (RancherSim.delete_cluster); a deletion that bypassed it must not
+                # leave this cluster's checks running.
+                self.scheduler.after(
+                    CLEANUP_TRIES * (self.cleanup_delay + 60.0), lambda: self._forget(cluster)
+                )
+            else:
+                self._forget(cluster)
+
+    def _forget(self, cluster: Cluster) -> None:
+        traffic = self.clusters.pop(cluster.id, None)
+        if traffic is not None:
+            traffic.stop()
 
     def readiness(self, cluster: Cluster) -> bool:
         traffic = self.clusters.get(cluster.id)

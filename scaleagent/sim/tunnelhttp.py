@@ -65,8 +65,18 @@ class Answer:
 class TunnelHTTP:
     """What every cluster's client shares: TLS options per (host, CA), records, user agent."""
 
-    def __init__(self, reactor: Any, server: TunnelServer, records: Records, *, server_version: str) -> None:
+    def __init__(
+        self,
+        reactor: Any,
+        server: TunnelServer,
+        records: Records,
+        *,
+        server_version: str,
+        scheduler: Any = None,
+    ) -> None:
         self.reactor = reactor
+        # Long-lived timers (the guard of every open watch) go on the driver's one scheduler.
+        self.scheduler = scheduler
         self.server = server
         self.records = records
         self.server_version = server_version
@@ -292,8 +302,13 @@ class ClusterHTTP:
         response.deliverBody(lines)
         watch = Watch(lines)
         # A stuck stream is cut a while after the server should have ended it.
-        guard = reactor.callLater(timeout + 30.0, watch.cancel)
-        lines.done.addBoth(lambda result: (guard.cancel() if guard.active() else None, result)[1])
+        scheduler = self.shared.scheduler
+        if scheduler is not None:
+            guard = scheduler.after(timeout + 30.0, watch.cancel)
+            lines.done.addBoth(lambda result: (guard.cancel(), result)[1])
+        else:
+            call = reactor.callLater(timeout + 30.0, watch.cancel)
+            lines.done.addBoth(lambda result: (call.cancel() if call.active() else None, result)[1])
         return watch
 
 
