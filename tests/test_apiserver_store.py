@@ -479,3 +479,20 @@ def test_dependents_index_follows_writes(seed):
     store.delete(PODS, "default", "p2")
     assert store.dependents(uid) == [(("", "pods"), ("other", "p3"))]
     assert store.dependents("nobody") == []
+
+
+def test_format_label_selector_sorts_requirements_by_key_as_go_does():
+    selector = {
+        "matchLabels": {"tier": "web", "app": "shop"},
+        "matchExpressions": [
+            {"key": "env", "operator": "In", "values": ["prod", "dev"]},
+            {"key": "zone", "operator": "NotIn", "values": ["b", "a"]},
+            {"key": "canary", "operator": "DoesNotExist"},
+            {"key": "beta", "operator": "Exists"},
+        ],
+    }
+    text = selectors.format_label_selector(selector)
+    assert text == "app=shop,beta,!canary,env in (dev,prod),tier=web,zone notin (a,b)"
+    assert selectors.parse_labels(text)  # what we print parses back
+    assert selectors.format_label_selector({"b": "2", "a": "1"}) == "a=1,b=2"  # a Service's plain map
+    assert selectors.format_label_selector({}) == ""

@@ -193,6 +193,31 @@ def fields_match(requirements: tuple[FieldRequirement, ...], obj: Mapping[str, A
     return True
 
 
+def format_label_selector(selector: Mapping[str, Any]) -> str:
+    """A LabelSelector as Go's `LabelSelectorAsSelector(...).String()` (what kubectl prints, what
+    Scale.status.selector and steve carry): requirements sorted by key, comma-joined; "" for everything.
+    A map without `matchLabels`/`matchExpressions` is plain labels (a Service, an RC, a nodeSelector)."""
+    if "matchLabels" not in selector and "matchExpressions" not in selector:
+        selector = {"matchLabels": selector}
+    parts: list[tuple[str, str]] = []
+    for key, value in (selector.get("matchLabels") or {}).items():
+        parts.append((str(key), f"{key}={value}"))
+    for expr in selector.get("matchExpressions") or []:
+        if not isinstance(expr, Mapping):
+            continue
+        key, op = str(expr.get("key", "")), str(expr.get("operator", ""))
+        values = sorted(str(v) for v in expr.get("values") or [])
+        if op == "In":
+            parts.append((key, f"{key} in ({','.join(values)})"))
+        elif op == "NotIn":
+            parts.append((key, f"{key} notin ({','.join(values)})"))
+        elif op == "Exists":
+            parts.append((key, key))
+        elif op == "DoesNotExist":
+            parts.append((key, f"!{key}"))
+    return ",".join(text for _, text in sorted(parts, key=lambda p: p[0]))
+
+
 def matcher(
     label_selector: str, field_selector: str, supported_fields: tuple[str, ...]
 ) -> Callable[[Mapping[str, Any]], bool] | None:

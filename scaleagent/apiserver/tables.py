@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from scaleagent.apiserver.kinds import ResourceType
+from scaleagent.apiserver.selectors import format_label_selector
 
 Obj = dict[str, Any]
 Cell = Any
@@ -91,24 +92,7 @@ def _selector_text(selector: Any) -> str:
     """A LabelSelector (or a plain map) the way kubectl prints it, "<none>" when empty."""
     if not isinstance(selector, dict) or not selector:
         return "<none>"
-    labels = (
-        selector.get("matchLabels")
-        if ("matchLabels" in selector or "matchExpressions" in selector)
-        else selector
-    )
-    parts = [f"{k}={v}" for k, v in sorted((labels or {}).items())]
-    expressions = selector.get("matchExpressions") if labels is not selector else None
-    for expr in expressions or ():
-        key, op, values = expr.get("key", ""), expr.get("operator", ""), expr.get("values") or []
-        if op == "In":
-            parts.append(f"{key} in ({','.join(sorted(values))})")
-        elif op == "NotIn":
-            parts.append(f"{key} notin ({','.join(sorted(values))})")
-        elif op == "Exists":
-            parts.append(key)
-        elif op == "DoesNotExist":
-            parts.append(f"!{key}")
-    return ",".join(parts) or "<none>"
+    return format_label_selector(selector) or "<none>"
 
 
 def _containers(template_spec: Obj) -> tuple[str, str]:

@@ -29,7 +29,7 @@ from typing import Any
 from scaleagent.apiserver import controllers, status
 from scaleagent.apiserver import patch as patches
 from scaleagent.apiserver.kinds import ResourceType, Subresource, split_api_version
-from scaleagent.apiserver.selectors import parse_labels
+from scaleagent.apiserver.selectors import format_label_selector, parse_labels
 from scaleagent.apiserver.status import ApiError
 from scaleagent.apiserver.store import Store, timestamp
 from scaleagent.redact import logger
@@ -92,6 +92,8 @@ class Writer:
 
     def run(self) -> tuple[int, dict[str, Any]]:
         method, sub, name = self.req.method, self.req.subresource, self.req.name
+        if self.rt.namespaced and self.req.namespace is None:
+            raise status.method_not_allowed()  # the all-namespaces path serves only list and watch
         if sub is None:
             if method == "POST" and name is None:
                 if self.rt.storage_key == ("", "bindings"):
@@ -1113,20 +1115,7 @@ def _selector_string(selector: Any) -> str:
     """A LabelSelector as the `key=value,key in (a,b)` text Scale.status.selector carries."""
     if not isinstance(selector, dict):
         return ""
-    if "matchLabels" not in selector and "matchExpressions" not in selector:
-        return ",".join(f"{k}={v}" for k, v in sorted(selector.items()))  # a ReplicationController map
-    parts = [f"{k}={v}" for k, v in sorted((selector.get("matchLabels") or {}).items())]
-    for expr in selector.get("matchExpressions") or ():
-        key, op, values = expr.get("key", ""), expr.get("operator", ""), expr.get("values") or []
-        if op == "In":
-            parts.append(f"{key} in ({','.join(sorted(values))})")
-        elif op == "NotIn":
-            parts.append(f"{key} notin ({','.join(sorted(values))})")
-        elif op == "Exists":
-            parts.append(key)
-        elif op == "DoesNotExist":
-            parts.append(f"!{key}")
-    text = ",".join(parts)
+    text = format_label_selector(selector)  # a ReplicationController's plain map included
     try:
         parse_labels(text)
     except ApiError:

@@ -22,6 +22,7 @@ from urllib.parse import urlencode
 
 from scaleagent.apiserver import tables
 from scaleagent.apiserver.kinds import ResourceType
+from scaleagent.apiserver.selectors import format_label_selector as selector_text
 from scaleagent.apiserver.store import Store
 from scaleagent.steve.schemas import Schema, SchemaSet, schema_id
 from scaleagent.steve.summary import Relationship, normalize_conditions, summarize
@@ -214,27 +215,6 @@ class Formatter:
                 item = {"toId": id_, "toType": schema.id, "rel": "owner"}
                 out.append(self._with_state(item, schema, ns, name))
         return out
-
-
-def selector_text(selector: Mapping[str, Any]) -> str:
-    """metav1.LabelSelectorAsSelector(...).String(): requirements sorted by key, comma-joined."""
-    parts: list[tuple[str, str]] = []
-    for key, value in (selector.get("matchLabels") or {}).items():
-        parts.append((str(key), f"{key}={value}"))
-    for expr in selector.get("matchExpressions") or []:
-        if not isinstance(expr, Mapping):
-            continue
-        key, op = str(expr.get("key", "")), str(expr.get("operator", ""))
-        values = sorted(str(v) for v in expr.get("values") or [])
-        if op == "In":
-            parts.append((key, f"{key} in ({','.join(values)})"))
-        elif op == "NotIn":
-            parts.append((key, f"{key} notin ({','.join(values)})"))
-        elif op == "Exists":
-            parts.append((key, key))
-        elif op == "DoesNotExist":
-            parts.append((key, f"!{key}"))
-    return ",".join(text for _, text in sorted(parts, key=lambda p: p[0]))
 
 
 def _remove(body: Obj, path: Sequence[str]) -> None:
