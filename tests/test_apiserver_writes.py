@@ -500,6 +500,9 @@ def test_invalid_crd_is_422(c):
 def test_verbs_are_enforced(c):
     err = c.error("DELETE", c.rt("", "v1", "namespaces"), query={})
     assert err.code == 405
+    # a namespaced type written through its all-namespaces path
+    err = c.error("POST", c.rt("", "v1", "configmaps"), None, body=cm())
+    assert err.code == 405
 
 
 def test_repeated_patch_is_a_no_op_and_status_tracks_generation(c):
