@@ -142,3 +142,25 @@ async def test_routes_status_churn_auth_and_metrics(tmp_path):
     metrics = await (await client.get("http://admin/metrics")).text()
     assert 'scaleagent_churn_actions_total{action="leave"} 0.0' in metrics
     assert 'scaleagent_churn_clusters{fault="away"} 0.0' in metrics
+
+
+@pytest_twisted.ensureDeferred
+async def test_embedded_target_is_resolved_once_its_agent_exists(tmp_path):
+    from twisted.internet import defer
+
+    clock = Clock()
+    agent = make_agent(tmp_path, clock)
+    ready: defer.Deferred = defer.Deferred()
+    target = SimpleNamespace(agent=None, when_agent=lambda: ready)
+    registry, _ = metrics_registry(agent)
+    client = StubTreq(extend_admin(AdminResource(agent, None, registry), target, registry))
+    page = await client.get("http://admin/")
+    assert page.code == 200 and b"starting" in await page.content()
+    assert (await client.get("http://admin/status")).code == 503
+    metrics = await (await client.get("http://admin/metrics")).text()
+    assert "scaleagent_churn_actions_total" not in metrics  # no engine yet, no error either
+    target.agent = agent
+    ready.callback(agent)
+    assert agent.getServiceNamed("churn") and agent.getServiceNamed("status-history")
+    status = await (await client.get("http://admin/status")).json()
+    assert status["counts"]["owned"] == 4
