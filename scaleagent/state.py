@@ -101,6 +101,15 @@ def atomic_write(path: Path, data: bytes, *, mode: int = PUBLIC) -> None:
     _fsync_dir(directory)
 
 
+def encode_json(value: Any, *, indent: int | None = None) -> bytes:
+    """The bytes `StateDir.write_json` writes: sorted keys, compact unless `indent`, a final newline."""
+    if indent is None:
+        text = json.dumps(value, separators=(",", ":"), sort_keys=True)
+    else:
+        text = json.dumps(value, indent=indent, sort_keys=True)
+    return text.encode("utf-8") + b"\n"
+
+
 def move_aside(path: Path, *, now: float | None = None) -> Path | None:
     """Rename `path` to `<path>.corrupt-<UTC timestamp>` (never overwriting one); None if it failed."""
     path = Path(path)
@@ -171,11 +180,7 @@ class StateDir:
 
     def write_json(self, name: str, value: Any, *, private: bool = False, indent: int | None = None) -> Path:
         """Atomically write `value` as JSON (compact unless `indent`), ending with a newline."""
-        if indent is None:
-            text = json.dumps(value, separators=(",", ":"), sort_keys=True)
-        else:
-            text = json.dumps(value, indent=indent, sort_keys=True)
-        return self.write_bytes(name, text.encode("utf-8") + b"\n", private=private)
+        return self.write_bytes(name, encode_json(value, indent=indent), private=private)
 
     def read_json(self, name: str, *, expect: type = dict) -> Any:
         """The JSON value in `name`, or None when it does not exist.

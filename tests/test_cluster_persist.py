@@ -244,3 +244,69 @@ def test_forget_keeps_or_removes_the_state_file(tmp_path):
     assert len(clusters) == 0
     again = clusters.cluster(2, "scale-00002")  # a new cluster of that name starts from its seed
     assert again.store.lookup(types(again)["configmaps"], "default", "x") is None
+
+
+class ThreadedClock(Clock):
+    """A Clock that also offers a reactor's thread pool; jobs run only when the test says so."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.jobs: list = []
+        self.threads_used = 0
+
+    def getThreadPool(self):  # noqa: N802 (Twisted's name)
+        return self
+
+    def callInThreadWithCallback(self, on_result, fn, *args, **kwargs):  # noqa: N802 (Twisted's name)
+        self.jobs.append((on_result, fn, args, kwargs))
+
+    def callFromThread(self, fn, *args, **kwargs):  # noqa: N802 (Twisted's name)
+        fn(*args, **kwargs)
+
+    def run_jobs(self) -> None:
+        jobs, self.jobs = self.jobs, []
+        for on_result, fn, args, kwargs in jobs:
+            self.threads_used += 1
+            on_result(True, fn(*args, **kwargs))
+
+
+def test_periodic_saves_write_in_the_thread_pool_one_batch_at_a_time(tmp_path):
+    """With a reactor, the fsync'ing writes leave the reactor thread; a slice waits for its batch."""
+    clock = ThreadedClock()
+    clock.advance(NOW)
+    clusters = make_set(tmp_path, clock, save_interval=60)
+    clusters.start()
+    for index in range(SAVE_BATCH + 5):
+        cluster = clusters.cluster(index, f"scale-{index:05d}")
+        configmap = {"metadata": {"name": "x", "namespace": "default"}}
+        cluster.store.create(types(cluster)["configmaps"], configmap)
+    state = StateDir(tmp_path)
+    clock.advance(60)
+    assert state.names("clusters") == [] and len(clock.jobs) == 1  # encoded, handed to a thread
+    clock.advance(SAVE_PAUSE * 10)
+    assert len(clock.jobs) == 1  # no second batch while the first is in flight
+    clock.run_jobs()
+    assert len(state.names("clusters")) == SAVE_BATCH
+    clock.advance(SAVE_PAUSE)
+    clock.run_jobs()
+    assert len(state.names("clusters")) == SAVE_BATCH + 5 and clock.threads_used == 2
+    assert clusters.save() == 0  # every cluster counts as saved
+    clusters.stop()
+
+
+def test_an_inline_save_is_never_overwritten_by_an_older_threaded_snapshot(tmp_path):
+    clock = ThreadedClock()
+    clock.advance(NOW)
+    clusters = make_set(tmp_path, clock, save_interval=60)
+    clusters.start()
+    cluster = clusters.cluster(1, NAME)
+    configmaps = types(cluster)["configmaps"]
+    cluster.store.create(configmaps, {"metadata": {"name": "old", "namespace": "default"}})
+    clock.advance(60)
+    assert len(clock.jobs) == 1  # the snapshot with "old" only, not written yet
+    cluster.store.create(configmaps, {"metadata": {"name": "new", "namespace": "default"}})
+    clusters.stop()  # inline save of the newer state
+    clock.run_jobs()  # the stale snapshot comes too late and is skipped
+    saved = json.loads((tmp_path / "clusters" / f"{NAME}.json").read_bytes())
+    assert {"old", "new"} <= {c["name"] for c in saved["changes"]}
+    assert saved["resourceVersion"] == cluster.store.resource_version
