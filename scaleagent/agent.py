@@ -34,6 +34,7 @@ from twisted.application.internet import ClientService
 from twisted.application.service import MultiService
 from twisted.internet import defer, task
 from twisted.internet.interfaces import IStreamClientEndpoint
+from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -167,6 +168,19 @@ class PreparedEndpoint:
     async def _after(self, ready: Any, factory: Any) -> Any:
         await ready
         return await self._endpoint.connect(factory)
+
+
+def _warnings_only(event: dict[str, Any]) -> None:
+    level = event.get("log_level")
+    if level is not None and level >= LogLevel.warn:
+        log.observer(event)  # the redacting publisher
+
+
+class QuietClientService(ClientService):
+    """ClientService without its info line per retry ("Scheduling retry …"): 10,000 tunnels reconnecting
+    would log 10,000 lines; the agent's progress line counts reconnects instead."""
+
+    _log = Logger(namespace="scaleagent.agent.tunnel", observer=_warnings_only)
 
 
 class Tunnel:
@@ -327,7 +341,7 @@ class ClusterRunner:
             )
             tunnel.backoff = agent.new_backoff()
             endpoint = PreparedEndpoint(tunnel.factory.endpoint(), lambda t=tunnel: self._prepare(t))
-            tunnel.service = ClientService(
+            tunnel.service = QuietClientService(
                 endpoint, tunnel.factory, retryPolicy=tunnel.backoff, clock=agent.clock
             )
             tunnel.service.startService()

@@ -137,6 +137,7 @@ async def test_token_rotation_is_handled_on_reconnect(reactor, sim, tmp_path, lo
         assert agent.runners[1].tunnels[MAIN].opens == 1  # the other cluster was not touched
         text = "\n".join(logs)
         assert "refused with HTTP 4" in text and old not in text
+        assert "Scheduling retry" not in text  # ClientService's per-retry line is silenced
     finally:
         await agent.stopService()
 
