@@ -18,6 +18,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from scaleagent.config import EMBEDDED, PROFILES, ConfigError, load_config
+from scaleagent.sim.records import Histogram
+
+QUIET_PROGRESS = 15.0  # seconds between progress lines while nothing changes
 
 
 class Demo:
@@ -31,7 +34,8 @@ class Demo:
         self.started = clock.seconds()
         self.all_active_at: float | None = None
         self.all_connected_at: float | None = None
-        self._last_line = ""
+        self._last_key: tuple[int, ...] = ()
+        self._last_print = 0.0
         self._active: set[str] = set()
         from scaleagent.sim.store import ACTIVE, STATE
 
@@ -65,15 +69,29 @@ class Demo:
         if self.all_active_at is None and self.count and c["active"] >= self.count:
             self.all_active_at = now
         d = c["driver"]
-        line = (
-            f"registered {c['registered']}/{self.count}, tunnels {both}/{self.count}, "
+        key = (c["registered"], both, c["active"], d.get("failures", 0))
+        if key == self._last_key and now - self._last_print < QUIET_PROGRESS:
+            return
+        self.out.write(
+            f"[{now:6.1f}s] registered {c['registered']}/{self.count}, tunnels {both}/{self.count}, "
             f"active {c['active']}/{self.count}; Rancher's traffic: {d.get('requests', 0)} requests, "
-            f"{d.get('failures', 0)} failures"
+            f"{d.get('failures', 0)} failures\n"
         )
-        if line != self._last_line or int(now) % 30 < 3:
-            self.out.write(f"[{now:6.1f}s] {line}\n")
-            self.out.flush()
-            self._last_line = line
+        self.out.flush()
+        self._last_key, self._last_print = key, now
+
+    def periodic_latency(self) -> str:
+        """p50/p99 of the steady checks alone (health, ping): the ramp's TLS handshakes excluded."""
+        driver = self.service.sim.driver
+        if driver is None:
+            return "n/a"
+        merged = Histogram()
+        for kind, histogram in driver.records.latency.items():
+            if kind.startswith(("health ", "steve ping")):
+                merged.merge(histogram)
+        if not merged.count:
+            return "none yet"
+        return f"p50 {merged.quantile(0.5) * 1000:.2f} ms, p99 {merged.quantile(0.99) * 1000:.2f} ms"
 
     def summary(self) -> str:
         c = self.counts()
@@ -94,7 +112,9 @@ class Demo:
             f"(pending {c['pending']}, unavailable {c['unavailable']})",
             f"  requests served:          {d.get('requests', 0)} through the tunnels "
             f"({d.get('watch_events', 0)} watch events), statuses {d.get('statuses', {})}",
-            f"  latency:                  p50 {d.get('p50_ms', 0)} ms, p99 {d.get('p99_ms', 0)} ms",
+            f"  latency, all requests:    p50 {d.get('p50_ms', 0)} ms, p99 {d.get('p99_ms', 0)} ms "
+            "(includes the ramp's TLS handshakes)",
+            f"  latency, health and ping: {self.periodic_latency()}",
             f"  failures:                 {d.get('failures', 0)} unexpected answers, "
             f"{d.get('transport_errors', 0)} transport errors (0 expected)",
             f"  stand-in API requests:    {c['api_requests']}; params changes {c['params_changes']}",

@@ -62,7 +62,8 @@ async def test_demo_shows_progress_and_a_summary_with_zero_failures(reactor, tmp
     match = re.search(r"all clusters Active in:\s+([0-9.]+) s", out)
     assert match and 0 < float(match.group(1)) < 8, out
     assert re.search(r"requests served:\s+[1-9]\d* through the tunnels", out)
-    assert re.search(r"latency:\s+p50 [0-9.]+ ms, p99 [0-9.]+ ms", out)
+    assert re.search(r"latency, all requests:\s+p50 [0-9.]+ ms, p99 [0-9.]+ ms", out)
+    assert re.search(r"latency, health and ping: p50 [0-9.]+ ms, p99 [0-9.]+ ms", out)
     assert "failures:                 0 unexpected answers, 0 transport errors" in out
     # The log went to the state directory, not the terminal; no token in either.
     log = (tmp_path / "state" / "demo.log").read_text()
