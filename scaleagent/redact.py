@@ -12,6 +12,7 @@ import sys
 from typing import Any
 
 from twisted.logger import ILogObserver, Logger, globalLogPublisher
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 MASK = "<redacted>"
@@ -92,9 +93,29 @@ class RedactingObserver:
                 cleaned[key] = _clean(value)
         failure = event.get("log_failure")
         if failure is not None:
-            cleaned["log_failure"] = failure
-            failure.value.args = tuple(_clean(arg) for arg in getattr(failure.value, "args", ()))
+            cleaned["log_failure"] = _clean_failure(failure)
         self._observer(cleaned)
+
+
+def _clean_failure(failure: Failure) -> Failure:
+    """`failure` with its exception's args redacted, as a copy: the code that logged it may still raise
+    or read the original exception, which must keep its real args."""
+    value = failure.value
+    args = getattr(value, "args", ())
+    cleaned = tuple(_clean(arg) for arg in args)
+    if cleaned == args:
+        return failure  # nothing secret: no copy
+    try:
+        copied = type(value).__new__(type(value))  # no __init__: any constructor signature
+        copied.__dict__.update(getattr(value, "__dict__", {}))
+        copied.args = cleaned
+        result = Failure.__new__(Failure)
+        result.__dict__.update(failure.__dict__)
+        result.value = copied
+        return result
+    except Exception:
+        value.args = cleaned  # cannot copy it: better a changed exception than a leaked secret
+        return failure
 
 
 _PUBLISHER = RedactingObserver(globalLogPublisher)

@@ -65,3 +65,23 @@ def test_logger_redacts_fields_format_and_failures():
 
 def test_logger_namespace_defaults_to_calling_module():
     assert logger().namespace == __name__
+
+
+def test_logging_a_failure_leaves_the_original_exception_intact():
+    seen = []
+    globalLogPublisher.addObserver(seen.append)
+    try:
+        log = logger("scaleagent.test")
+        error = ValueError(f"refused {REGISTRATION_TOKEN}", 7)
+        try:
+            raise error
+        except ValueError:
+            failure = Failure()
+            log.failure("tunnel failed", failure)
+    finally:
+        globalLogPublisher.removeObserver(seen.append)
+    logged = [e for e in seen if e.get("log_namespace") == "scaleagent.test"][0]["log_failure"]
+    assert REGISTRATION_TOKEN not in logged.getTraceback() and MASK in str(logged.value)
+    assert logged.value.args[1] == 7 and isinstance(logged.value, ValueError)
+    assert error.args == (f"refused {REGISTRATION_TOKEN}", 7)  # the caller's exception is untouched
+    assert failure.value is error
