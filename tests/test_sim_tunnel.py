@@ -146,11 +146,17 @@ async def test_params_change_is_counted_and_disconnect_injects_a_fault(reactor, 
 async def test_rotated_token_works_during_grace_only(reactor, sim):
     cluster = sim.store.create_cluster("sim-00003")
     old = token_of(sim, cluster)
-    new = sim.store.rotate_token(cluster.id).token
+    # A grace of its own, wide enough for two handshakes on a loaded machine (the fixture's is 0.5 s).
+    sim.store.grace_period = 3.0
+    try:
+        crt = sim.store.rotate_token(cluster.id)
+    finally:
+        sim.store.grace_period = 0.5
+    new = crt.token
     await open_tunnel(reactor, sim, "/v3/connect", main_headers(old))
     await open_tunnel(reactor, sim, "/v3/connect", steve_headers(new))
     await until(reactor, lambda: cluster.state == st.ACTIVE)
-    await deferLater(reactor, 0.6, lambda: None)  # grace_period=0.5
+    await until(reactor, lambda: sim.store.now() > crt.previous_expires, 10, "the end of the grace period")
     assert await raw_upgrade(reactor, sim, "/v3/connect", main_headers(old)) == (400, b"cluster not found")
     assert await raw_upgrade(reactor, sim, "/v3/connect", steve_headers(old)) == (
         401,
