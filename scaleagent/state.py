@@ -234,12 +234,15 @@ class StateDir:
         ]
 
     def cleanup_temporaries(self, subdir: str = "") -> int:
-        """Delete temporaries left by a crash mid-write; returns how many were removed."""
+        """Delete temporaries left by a crash mid-write; returns how many were removed.
+
+        A temporary of another live process (shards may share a directory) is its write in progress
+        and stays."""
         directory = self.file(subdir) if subdir else self.path
         removed = 0
         with contextlib.suppress(FileNotFoundError):
             for entry in os.listdir(directory):
-                if entry.startswith(_TMP_PREFIX):
+                if entry.startswith(_TMP_PREFIX) and not _writer_alive(entry):
                     with contextlib.suppress(OSError):
                         os.unlink(directory / entry)
                         removed += 1
@@ -259,6 +262,23 @@ class StateDir:
             with contextlib.suppress(OSError):
                 fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
+
+
+def _writer_alive(temporary: str) -> bool:
+    """Whether the process named in a temporary's name (`.tmp-<name>.<pid>.<ns>`) is another live one."""
+    try:
+        pid = int(temporary.rsplit(".", 2)[-2])
+    except (IndexError, ValueError):
+        return False
+    if pid <= 0 or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # it exists, owned by someone else
+    return True
 
 
 _JSON_TYPES = {dict: "object", list: "array", str: "string", int: "number", float: "number", bool: "boolean"}

@@ -147,10 +147,19 @@ def test_names_outside_the_directory_are_refused(tmp_path):
 def test_cleanup_temporaries_after_a_crash(tmp_path):
     d = StateDir(tmp_path)
     d.write_bytes("a", b"1")
-    (tmp_path / ".tmp-a.123.456").write_bytes(b"half")
+    (tmp_path / ".tmp-a.99999999.456").write_bytes(b"half")  # no such pid: its writer crashed
     assert d.names() == ["a"]
     assert d.cleanup_temporaries() == 1
     assert sorted(os.listdir(tmp_path)) == ["a"]
+
+
+def test_cleanup_keeps_the_temporary_of_a_live_neighbour(tmp_path):
+    d = StateDir(tmp_path)
+    live = f".tmp-b.{os.getppid()}.789"  # another shard, mid-write
+    (tmp_path / live).write_bytes(b"half")
+    (tmp_path / f".tmp-c.{os.getpid()}.1").write_bytes(b"ours")  # our own (no write in progress now)
+    assert d.cleanup_temporaries() == 1
+    assert os.listdir(tmp_path) == [live]
 
 
 def test_state_dir_that_is_a_file_is_a_clear_error(tmp_path):
