@@ -17,7 +17,8 @@ agent shard `i/n` per process, each against its own stand-in), then measures:
 Writes scale-result.json, scale-summary.md, scale-active.png and scale-latency-cdf.png (matplotlib, the
 `bench` extra) into --out, the children's logs and state into --out/scale-work/, and exits 1 when a
 figure misses its threshold (benchmarks/thresholds.toml, the entry for the largest count <= N), 2 when
-the run itself could not be done. Every wait is bounded in time.
+the run itself could not be done. Every wait is bounded in time (ramp: 1.5 × N/ramp + 240 s by
+default, storm: 300 s).
 """
 
 from __future__ import annotations
@@ -448,7 +449,7 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, list[tuple[
         for shard in shards:
             start_agent(shard, args, runner)
         observer = Observer(shards, args.clusters, t0)
-        ramp_timeout = args.ramp_timeout or (args.clusters / args.ramp * 1.5 + 120)
+        ramp_timeout = args.ramp_timeout or (args.clusters / args.ramp * 1.5 + 240)
         all_active = poll_until(
             observer, "ramp", lambda c: c["active"] >= args.clusters, ramp_timeout, interval
         )
@@ -611,7 +612,7 @@ def main() -> int:
     parser.add_argument("--steady", type=float, default=60.0, help="seconds of steady state to measure")
     parser.add_argument("--storm", default="restart", choices=("restart", "cut", "none"))
     parser.add_argument("--storm-timeout", type=float, default=300.0)
-    parser.add_argument("--ramp-timeout", type=float, default=0.0, help="default: 1.5 × N/ramp + 120 s")
+    parser.add_argument("--ramp-timeout", type=float, default=0.0, help="default: 1.5 × N/ramp + 240 s")
     parser.add_argument("--poll", type=float, default=0.0, help="seconds between samples (default by N)")
     parser.add_argument("--per-process", type=int, default=9000, help="clusters per agent process at most")
     parser.add_argument("--shards", type=int, default=0, help="agent processes (default by --per-process)")
