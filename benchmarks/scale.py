@@ -249,13 +249,6 @@ def agent_reconnects(shard: Shard) -> float | None:
     return float(found[-1]) if found else None
 
 
-DRIVER_LINE_RE = re.compile(
-    r"ranchersim driver \((?P<profile>[^)]*)\): (?P<requests>\d+) requests \((?P<failures>\d+) failures, "
-    r"(?P<transport_errors>\d+) transport errors\), p50 (?P<p50_ms>[0-9.]+) ms, p99 (?P<p99_ms>[0-9.]+) ms; "
-    r"(?P<setups_done>\d+) setups done, (?P<watches_open>\d+) watches open"
-)
-
-
 def driver_from_logs(shards: list[Shard]) -> dict[str, Any] | None:
     """The stand-ins' last driver summary lines (cumulative since each started): counts summed, the
     worst shard's p50/p99 (a log line carries no histogram to merge)."""
@@ -265,9 +258,9 @@ def driver_from_logs(shards: list[Shard]) -> dict[str, Any] | None:
             text = (shard.sim_dir / "sim.log").read_text(errors="replace")
         except OSError:
             continue
-        found = list(DRIVER_LINE_RE.finditer(text))
+        found = lat.last_driver_line(text)
         if found:
-            lines.append(found[-1].groupdict())
+            lines.append(found)
     if not lines:
         return None
     counts = ("requests", "failures", "transport_errors", "setups_done", "watches_open")

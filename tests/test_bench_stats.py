@@ -111,3 +111,18 @@ def test_peak_rate_of_a_counter_handles_windows_and_restarts():
 def test_first_reach():
     assert first_reach([(0, 1), (2, 5), (3, 9)], 5) == 2
     assert first_reach([(0, 1)], 5) is None
+
+
+def test_the_stand_ins_summary_line_is_read_back():
+    """The fallback source of latency while /sim/status is missing: the driver's own log line."""
+    log = (
+        "2026-11-26T12:21:27+0000 [scaleagent.sim.driver#info] ranchersim driver (idle): 153791 requests "
+        "(0 failures, 2 transport errors), p50 249.32 ms, p99 3262.78 ms; 2961 setups done, 0 watches open\n"
+        "2026-11-26T12:21:37+0000 [scaleagent.sim.driver#info] ranchersim driver (rancher-2.14): 161137 "
+        "requests (1 failures, 0 transport errors), p50 264.5 ms, p99 3461.49 ms; 3013 setups done, "
+        "11 watches open\n"
+    )
+    line = latency.last_driver_line(log)
+    assert line["profile"] == "rancher-2.14" and line["requests"] == "161137" and line["failures"] == "1"
+    assert float(line["p99_ms"]) == 3461.49 and line["watches_open"] == "11"
+    assert latency.last_driver_line("nothing here") is None

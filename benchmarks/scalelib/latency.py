@@ -6,6 +6,7 @@ The stand-in keeps one log-scale histogram per request kind, cumulative since it
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from benchmarks.scalelib.stats import LogHistogram
@@ -82,4 +83,20 @@ def figures(histograms: Snapshot | None) -> dict[str, Any] | None:
     }
 
 
-__all__ = ["READYZ", "SINGLE_GETS", "figures", "snapshot", "window"]
+# The stand-in's periodic summary line (scaleagent.sim.driver.TrafficDriver.log_summary).
+DRIVER_LINE_RE = re.compile(
+    r"ranchersim driver \((?P<profile>[^)]*)\): (?P<requests>\d+) requests \((?P<failures>\d+) failures, "
+    r"(?P<transport_errors>\d+) transport errors\), p50 (?P<p50_ms>[0-9.]+) ms, p99 (?P<p99_ms>[0-9.]+) ms; "
+    r"(?P<setups_done>\d+) setups done, (?P<watches_open>\d+) watches open"
+)
+
+
+def last_driver_line(log_text: str) -> dict[str, str] | None:
+    """The fields of the last driver summary line in a stand-in log; None when there is none."""
+    found = None
+    for found in DRIVER_LINE_RE.finditer(log_text):  # noqa: B007 -- the last one is wanted
+        pass
+    return found.groupdict() if found else None
+
+
+__all__ = ["DRIVER_LINE_RE", "READYZ", "SINGLE_GETS", "figures", "last_driver_line", "snapshot", "window"]
