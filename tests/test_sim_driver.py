@@ -79,6 +79,12 @@ def all_active(sim, n: int):
     return check
 
 
+def stub(sim):
+    from treq.testing import StubTreq
+
+    return StubTreq(sim.site.resource)
+
+
 def no_failures(sim) -> None:
     records = sim.driver.records
     assert records.failures == 0, [
@@ -160,9 +166,10 @@ async def test_every_tunnel_dropped_at_once_recovers_without_a_burst(reactor, si
 
         sim.store.add_listener(listen)
         cut_at = reactor.seconds()
-        for key in sim.tunnels.server.client_keys():
-            for protocol in sim.tunnels.server.protocols(key):
-                protocol.cut()
+        answer = await stub(sim).post(
+            "https://rancher/sim/tunnels/cut", headers={"Authorization": f"Bearer {sim.api_token}"}
+        )
+        assert answer.code == 200 and (await answer.json()) == {"cut": 2 * n}
         await until(reactor, lambda: sim.store.counts()[st.UNAVAILABLE] == n, seconds=10, what="unavailable")
         await until(reactor, all_active(sim, n), seconds=60, what="all active again")
         sim.store.remove_listener(listen)
@@ -240,7 +247,7 @@ async def test_deleted_cluster_receives_cleanup_objects_then_disconnects(reactor
 
         server.on_session_removed = removed
         try:
-            sim.delete_cluster(cluster_id)
+            gone_cluster = sim.delete_cluster(cluster_id)
             await until(reactor, lambda: len(closed) == 2, what="both sessions closed")
         finally:
             server.on_session_removed = original
@@ -257,6 +264,8 @@ async def test_deleted_cluster_receives_cleanup_objects_then_disconnects(reactor
             obj = store.get(store.kinds.preferred(group, plural), namespace, name)
             assert obj["metadata"]["ownerReferences"][0]["uid"] == job["metadata"]["uid"]
         assert sim.driver.cleanups == {"sent": 1, "failed": 0}
+        # Sessions that ended after the deletion are counted down on the removed cluster too.
+        assert gone_cluster.removed and gone_cluster.sessions == {"main": 0, "steve": 0}
         assert cluster_id not in sim.driver.clusters
         no_failures(sim)
     finally:
@@ -340,5 +349,36 @@ async def test_deletion_without_the_cleanup_hook_stops_that_cluster_s_traffic(re
         assert len(sim.driver.scheduler) < tasks_before  # its ping and health checks are gone
         assert sim.driver.readiness(gone) is False
         no_failures(sim)
+    finally:
+        await agent.stopService()
+
+
+@pytest_twisted.ensureDeferred
+async def test_sim_status_publishes_raw_histograms_per_kind(reactor, sim, tmp_path):
+    from scaleagent.sim.records import Histogram
+
+    agent = start_agent(reactor, sim, tmp_path, 2)
+    try:
+        await until(reactor, all_active(sim, 2), what="all active")
+        answer = await stub(sim).get(
+            "https://rancher/sim/status", headers={"Authorization": f"Bearer {sim.api_token}"}
+        )
+        assert answer.code == 200
+        status = await answer.json()
+        assert status["sim"]["active"] == 2 and status["driver"]["failures"] == 0
+        assert status["histogram"] == {"base": 1e-05, "ratio": 1.03}
+        readyz = status["latency"]["health readyz"]
+        assert readyz["count"] == sum(readyz["buckets"].values()) >= 2
+        # The buckets are the driver's own: same count and same quantile when rebuilt.
+        own = sim.driver.records.latency["health readyz"]
+        rebuilt = Histogram()
+        for bucket, n in readyz["buckets"].items():
+            rebuilt._buckets[int(bucket)] += n
+        rebuilt.count, rebuilt.maximum = readyz["count"], own.maximum
+        if own.count == readyz["count"]:  # no health check landed in between
+            assert rebuilt.quantile(0.5) == own.quantile(0.5)
+        assert status["statuses_by_kind"]["kube-system"] == {"200": 2}  # the seed has kube-system
+        unauthenticated = await stub(sim).get("https://rancher/sim/status")
+        assert unauthenticated.code == 401
     finally:
         await agent.stopService()

@@ -19,7 +19,9 @@ pair, or the `R_SESS` cookie), else 401 `must authenticate`. Errors are norman's
 marshals maps. Collections page like norman's (`limit` 1000 by default, 3000 at most, `pagination.next`).
 
 Stand-in controls, authenticated like /v3: `GET /sim/clusters` (tunnels, params changes),
-`POST /sim/clusters/<id>/rotate-token`, `POST /sim/clusters/<id>/disconnect`.
+`POST /sim/clusters/<id>/rotate-token`, `POST /sim/clusters/<id>/disconnect`, `GET /sim/status` (counts,
+the traffic driver's summary and raw latency histograms per request kind), `POST /sim/tunnels/cut`
+(drop every tunnel without a close handshake).
 """
 
 from __future__ import annotations
@@ -79,6 +81,10 @@ class Backend(Protocol):
     def delete_cluster(self, cluster_id: str) -> Cluster: ...
 
     def disconnect_cluster(self, cluster_id: str) -> int: ...
+
+    def status(self) -> dict[str, Any]: ...
+
+    def cut_all_tunnels(self) -> int: ...
 
 
 class APIError(Exception):
@@ -593,6 +599,10 @@ class ManagementAPI(Resource):
                     "paramsChangesTotal": store.params_changes_total,
                 },
             )
+        if rest == ["status"] and method == "GET":
+            return self._json(request, 200, self._backend.status())
+        if rest == ["tunnels", "cut"] and method == "POST":
+            return self._json(request, 200, {"cut": self._backend.cut_all_tunnels()})
         if rest[:1] == ["clusters"] and len(rest) == 3 and method == "POST":
             cluster = self._cluster(rest[1])
             if rest[2] == "rotate-token":

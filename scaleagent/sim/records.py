@@ -49,6 +49,14 @@ class Histogram:
         self.total += other.total
         self.maximum = max(self.maximum, other.maximum)
 
+    def to_json(self) -> dict[str, Any]:
+        """Raw buckets (string keys), so readers can merge shards and subtract snapshots."""
+        return {
+            "count": self.count,
+            "max_ms": round(self.maximum * 1000, 3),
+            "buckets": {str(bucket): n for bucket, n in sorted(self._buckets.items())},
+        }
+
     def quantile(self, q: float) -> float:
         """The q-quantile (0..1) in seconds (the bucket's geometric middle); 0.0 when empty."""
         if not self.count:
@@ -120,6 +128,21 @@ class Records:
             )
             if self._logged[kind] == MAX_LOGGED_PER_KIND:
                 log.warn("ranchersim driver: further {kind} failures are only counted", kind=kind)
+
+    def statuses_by_kind(self) -> dict[str, dict[str, int]]:
+        """{kind: {"200": n, ...}} for every request kind."""
+        result: dict[str, dict[str, int]] = {}
+        for (kind, status), n in sorted(self.statuses.items()):
+            result.setdefault(kind, {})[str(status)] = n
+        return result
+
+    def status(self) -> dict[str, Any]:
+        """Everything a harness needs to compute quantiles itself: the histogram scale and buckets."""
+        return {
+            "histogram": {"base": _BASE, "ratio": _RATIO},
+            "latency": {kind: h.to_json() for kind, h in sorted(self.latency.items())},
+            "statuses_by_kind": self.statuses_by_kind(),
+        }
 
     def overall(self) -> Histogram:
         total = Histogram()

@@ -307,6 +307,21 @@ class RancherSim(Service):
             "api_requests": self.api.requests,
         }
 
+    def status(self) -> dict[str, Any]:
+        """`GET /sim/status`: counts, the driver's summary and its raw latency histograms per kind."""
+        status: dict[str, Any] = {"sim": self.summary(), "driver": self.driver_summary()}
+        if self.driver is not None:
+            status.update(self.driver.records.status())
+        return status
+
+    def cut_all_tunnels(self) -> int:
+        """Drop every tunnel WebSocket without a close handshake (a network failure); how many."""
+        server = self.tunnels.server
+        protocols = [p for key in server.client_keys() for p in server.protocols(key)]
+        for protocol in protocols:
+            protocol.cut()
+        return len(protocols)
+
     def driver_summary(self) -> dict[str, Any] | None:
         """The traffic driver's figures (requests, failures, latency), or None without a driver."""
         return self.driver.summary() if self.driver is not None else None

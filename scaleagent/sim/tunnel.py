@@ -67,6 +67,9 @@ class SimTunnels:
         )
         self.accepted = 0
         self.refused = 0
+        # The Cluster of each open client key and its session count: a session that ends after its
+        # cluster was deleted is still counted down on that (removed) Cluster.
+        self._open: dict[str, tuple[Cluster, int]] = {}
 
     @property
     def resource(self) -> IResource:
@@ -93,14 +96,20 @@ class SimTunnels:
             log.info("ranchersim: closing tunnel {key}: the cluster is gone", key=client_key)
             self.server.disconnect(client_key)
             return
+        held = self._open.get(client_key)
+        self._open[client_key] = (cluster, (held[1] if held and held[0] is cluster else 0) + 1)
         self.store.tunnel_opened(cluster, kind)
 
     def _removed(self, client_key: str, session: Session) -> None:
-        cluster_id, kind = split_key(client_key)
-        try:
-            cluster = self.store.get_cluster(cluster_id)
-        except NotFound:
+        _, kind = split_key(client_key)
+        held = self._open.get(client_key)
+        if held is None:  # refused in _added (its cluster was already gone): never counted
             return
+        cluster, count = held
+        if count <= 1:
+            del self._open[client_key]
+        else:
+            self._open[client_key] = (cluster, count - 1)
         self.store.tunnel_closed(cluster, kind)
 
     # -- what the service uses -----------------------------------------------------------------------
