@@ -135,9 +135,9 @@ def test_starts_with_shipped_config_and_stops_on_sigterm(reactor, tmp_path):
     output = proto.out.decode()
     # twistd re-raises the signal after a clean shutdown, so systemd sees "killed by SIGTERM" (clean).
     assert (code, proto.signal) in ((0, None), (None, signal.SIGTERM)), output
-    assert "Received SIGTERM, shutting down." in output
-    assert "Server Shut Down." in output
-    assert "Traceback" not in output
+    assert "Received SIGTERM, shutting down." in output, output
+    assert "Server Shut Down." in output, output
+    assert "Traceback" not in output, output
 
 
 def proto_pid(proto):
