@@ -511,6 +511,14 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, list[tuple[
         if after:
             cdfs = {kind: h.cdf() for kind, h in after.items()}
         drivers = [s.get("driver") for s in statuses if s and s.get("driver")]
+        by_kind: dict[str, dict[str, int]] = {}
+        for status in statuses:
+            for kind, counts in ((status or {}).get("statuses_by_kind") or {}).items():
+                merged = by_kind.setdefault(kind, {})
+                for code, n in counts.items():
+                    merged[code] = merged.get(code, 0) + int(n)
+        if by_kind:
+            result["statuses_by_kind"] = by_kind
         if drivers:
             result["driver"] = {
                 k: sum(d.get(k, 0) or 0 for d in drivers)
