@@ -60,7 +60,8 @@ def render_markdown(result: dict[str, Any]) -> str:
         "",
         f"- Agent RSS {_fmt(steady.get('agent_rss_mib'), 'MiB')} = "
         f"**{_fmt(steady.get('agent_rss_kib_per_cluster'), 'KiB per cluster')}** "
-        f"(baseline before any cluster {_fmt(steady.get('agent_rss_baseline_mib'), 'MiB')})",
+        f"(a zero-cluster agent: {_fmt(steady.get('agent_rss_baseline_mib'), 'MiB')}; above it "
+        f"**{_fmt(steady.get('agent_rss_kib_per_cluster_marginal'), 'KiB per cluster')}**)",
         f"- Agent CPU {_fmt(steady.get('agent_cpu_percent'), '% of one core')} = "
         f"**{_fmt(steady.get('agent_cpu_s_per_cluster_minute'), 'CPU s per cluster-minute')}**",
         f"- Stand-in RSS {_fmt(steady.get('sim_rss_mib'), 'MiB')}, CPU "
