@@ -6,6 +6,7 @@
     GET  /clusters/<name>       one cluster, 404 if this process does not run it
     POST /clusters              {"count": N}: grow or shrink the total count (all shards) → what changed
     GET  /metrics               Prometheus text format, names prefixed scaleagent_
+    GET  /, /status, /churn     status page, its JSON, churn and faults (`scaleagent.status_page`)
 
 Reads are open; requests that change anything need `Authorization: Bearer <token>` when
 `[admin] token_file` is set (compared in constant time), and the listener refuses a non-loopback address
@@ -252,8 +253,10 @@ class AdminResource(Resource):
 
 
 def admin_site(agent: Any, token: Secret | None) -> tuple[Site, ApiserverMetrics]:
+    from scaleagent.status_page import extend_admin  # GET /, /status, /churn (issue 12)
+
     registry, apiserver = metrics_registry(agent)
-    site = Site(AdminResource(agent, token, registry))
+    site = Site(extend_admin(AdminResource(agent, token, registry), agent, registry))
     site.displayTracebacks = False
     site.noisy = False
     return site, apiserver
