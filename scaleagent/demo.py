@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout) -> int:
     from scaleagent.redact import RedactingObserver
 
     state.dir.mkdir(parents=True, exist_ok=True)
-    log_path = Path(args.log) if args.log else state.dir / "demo.log"
+    log_path = (Path(args.log) if args.log else state.dir / "demo.log").resolve()
     log_file = open(log_path, "a", encoding="utf-8")  # noqa: SIM115 -- open for the whole run
     globalLogBeginner.beginLoggingTo(
         [RedactingObserver(textFileLogObserver(log_file))], redirectStandardIO=False
