@@ -99,7 +99,15 @@ async def test_twenty_clusters_turn_active_under_rancher_214(reactor, sim, tmp_p
         await until(reactor, all_active(sim, 20), what="20 active clusters")
         for cluster in sim.store.clusters():
             conditions = {t: c.status for t, c in cluster.conditions.items()}
-            for needed in ("Provisioned", "Connected", "Ready", "AgentDeployed"):
+            for needed in (
+                "Provisioned",
+                "Connected",
+                "Ready",
+                "AgentDeployed",
+                "Pending",
+                "Updated",
+                "Waiting",
+            ):
                 assert conditions.get(needed) == "True", (cluster.name, conditions)
             assert sim.driver.why_not_active(cluster.id) == []
         # What GET /v3/clusters/<id> reports (the agent's Rancher client reads it).

@@ -239,6 +239,8 @@ class ClusterTraffic:
         if params is None:
             return
         self.observed.provisioned = True
+        # The provisioner's update() for an import: Provisioned (the store) and Pending both True.
+        self.driver.set_condition(self.cluster, "Pending", "True")
         self.http = ClusterHTTP(
             self.driver.http, self.cluster.id, self.cluster.name, params.address, params.token, params.ca_cert
         )
@@ -325,6 +327,8 @@ class ClusterTraffic:
             return
         if not ok:
             self.driver.health_failures += 1
+        else:
+            self.driver.set_condition(self.cluster, "Waiting", "True")  # set with Ready by the healthsyncer
         if ok != self.observed.healthy:
             self.observed.healthy = ok
             self.driver.evaluate(self.cluster)
@@ -422,6 +426,9 @@ class ClusterTraffic:
         # 4. nodes (nodesyncer → management nodes with roles)
         nodes = check(await http.request("nodes", "GET", "/api/v1/nodes?limit=500"), (200,), "nodes")
         self.observed.role_nodes = count_role_nodes((nodes.json() or {}).get("items") or [])
+        if self.observed.role_nodes and self.observed.version:
+            # "waiting for full cluster configuration" ends once a version and a node exist.
+            self.driver.set_condition(self.cluster, "Updated", "True")
         if gen != self.generation:
             raise StepFailed("tunnel changed")
         # 5. impersonation account for the k8s proxy (typed client: protobuf bodies)
