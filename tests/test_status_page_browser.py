@@ -23,13 +23,12 @@ from twisted.internet.task import deferLater
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
-from scaleagent.admin import AdminResource, metrics_registry
+from scaleagent.admin import admin_site
 from scaleagent.agent import AgentService
 from scaleagent.config import AgentConfig, ClustersConfig, RancherConfig, StateConfig
 from scaleagent.redact import Secret
 from scaleagent.sim import store as st
 from scaleagent.sim.service import start_ranchersim
-from scaleagent.status_page import extend_admin
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="the chromium binary is not installed")
@@ -136,8 +135,7 @@ async def test_status_page_in_chromium_shows_what_the_json_reports(reactor, sim,
         state=StateConfig(dir=tmp_path / "state"),
     )
     agent = AgentService(config, reactor, raise_limit=False, poll_interval=0.3, progress_interval=0.5)
-    registry, _ = metrics_registry(agent)
-    site = Site(extend_admin(AdminResource(agent, None, registry), agent, registry))
+    site, _ = admin_site(agent, None)  # the admin API's own Site, as AdminService serves it
     agent.startService()
     port = await serverFromString(reactor, "tcp:0:interface=127.0.0.1").listen(site)
     base = f"http://127.0.0.1:{port.getHost().port}"
