@@ -317,6 +317,39 @@ def test_watch_older_than_history_is_410(seed):
     assert status["message"].startswith(f"too old resource version: {start} (")
 
 
+def test_watch_history_also_ages_out_by_time(seed):
+    now = [1000.0]
+    store = Store(seed, history=100, history_seconds=150.0, now=lambda: now[0])
+    start = str(store.resource_version)
+    store.create(PODS, pod("old"))
+    after_old = str(store.resource_version)
+    now[0] += 100
+    store.create(PODS, pod("mid"))
+    rec = Recorder()
+    store.watch(PODS, rec, resource_version=start).cancel()  # both still held at 100 s
+    assert [e[1] for e in rec.events] == ["old", "mid"]
+    now[0] += 60  # "old" is now 160 s old: gone with the next event; "mid" (60 s) stays
+    store.create(PODS, pod("new"))
+    with pytest.raises(ApiError) as e:
+        store.watch(PODS, Recorder(), resource_version=start)
+    assert e.value.code == 410
+    rec = Recorder()
+    store.watch(PODS, rec, resource_version=after_old)
+    assert [e[1] for e in rec.events] == ["mid", "new"]
+
+
+def test_time_bounded_history_keeps_the_newest_event(seed):
+    now = [0.0]
+    store = Store(seed, history=100, history_seconds=1.0, now=lambda: now[0])
+    store.create(PODS, pod("x"))
+    before_last = str(store.resource_version)
+    now[0] += 3600
+    store.create(PODS, pod("y"))
+    rec = Recorder()
+    store.watch(PODS, rec, resource_version=before_last)
+    assert [e[1] for e in rec.events] == ["y"]
+
+
 def test_watch_from_future_version_is_too_large(seed):
     with pytest.raises(ApiError) as e:
         Store(seed).watch(PODS, Recorder(), resource_version="99999")

@@ -386,6 +386,8 @@ class Store:
         "_rv",
         "_history",
         "_history_size",
+        "_history_seconds",
+        "_history_times",
         "_compacted",
         "_watchers",
         "_now",
@@ -400,6 +402,7 @@ class Store:
         kinds: Registry | None = None,
         resource_version: int = 0,
         history: int = DEFAULT_HISTORY,
+        history_seconds: float | None = None,
         now: Callable[[], float] = time.time,
         uid: Callable[[], str] | None = None,
     ) -> None:
@@ -410,6 +413,10 @@ class Store:
         self._rv = max(self._seed.resource_version, resource_version)
         self._history: deque[_Event] | None = None
         self._history_size = max(1, history)
+        # Like the apiserver's watch cache, events may also age out: without that, a cluster whose
+        # nodes heartbeat keeps `history` full copies of them forever (seen as slow growth in a soak).
+        self._history_seconds = history_seconds
+        self._history_times: deque[float] | None = None
         self._compacted = self._rv  # a watch may start at any RV >= this one
         self._watchers: dict[StorageKey, list[Watch]] | None = None
         self._now = now
@@ -784,11 +791,25 @@ class Store:
         elif len(self._history) == self._history_size:
             self._compacted = self._history[0][0]
         self._history.append(event)
+        if self._history_seconds is not None:
+            self._age_out(self._now())
         watchers = self._watchers.get(event[1]) if self._watchers else None
         if watchers:
             for watcher in list(watchers):
                 if watcher.active:
                     self._safe_deliver(watcher, event)
+
+    def _age_out(self, now: float) -> None:
+        """Drop history older than `history_seconds` (the newest event always stays)."""
+        history = self._history
+        if self._history_times is None:
+            self._history_times = deque(maxlen=self._history_size)
+        times = self._history_times
+        times.append(now)
+        horizon = now - self._history_seconds
+        while len(history) > 1 and times[0] < horizon:
+            self._compacted = history.popleft()[0]
+            times.popleft()
 
     def _safe_deliver(self, watcher: Watch, event: _Event) -> None:
         try:
@@ -902,6 +923,7 @@ class Store:
         self._owners = None
         self._rv = max(self._rv, resource_version)
         self._history = None
+        self._history_times = None
         self._compacted = self._rv
 
     def __len__(self) -> int:

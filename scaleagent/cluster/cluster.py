@@ -127,6 +127,9 @@ class ClusterConfig:
     #: watch events a cluster keeps for watches resuming from an older resourceVersion (older → 410,
     #: the client relists); every kept event may hold a superseded object, so this bounds memory
     watch_history: int = 200
+    #: ...and for at most this long, like the apiserver's watch cache (which keeps at least 75 s), so
+    #: a long run's node heartbeats do not pin `watch_history` old Node copies per cluster
+    watch_history_seconds: float = 150.0
 
 
 class _PingResource(Resource):
@@ -710,7 +713,8 @@ class SimulatedCluster:
         seed, registry = c.seed(self)
         clock = c.clock
         store = Store(
-            seed, kinds=registry, history=c.config.watch_history, now=lambda: float(clock.seconds())
+            seed, kinds=registry, history=c.config.watch_history,
+            history_seconds=c.config.watch_history_seconds, now=lambda: float(clock.seconds())
         )
         if c.state is not None:
             try:
