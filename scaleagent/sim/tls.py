@@ -8,17 +8,18 @@ CA as the trust root (rancher-protocol.md §1.2).
 from __future__ import annotations
 
 import datetime
-import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from twisted.internet import ssl
 
+from scaleagent import certs
+
 LIFETIME = datetime.timedelta(days=365)
+_BACKDATE = datetime.timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -37,77 +38,24 @@ class ServerTLS:
         )
 
 
-def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-
-
-def _new_ca(now: datetime.datetime) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = _name("scaleagent-ranchersim-ca")
-    ca_cert = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + LIFETIME)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    return ca_key, ca_cert
-
-
 def generate(hosts: list[str], ca: tuple[str, str] | None = None) -> ServerTLS:
     """A certificate for `hosts` (DNS names or IP addresses), signed by `ca` (cert PEM, key PEM) or by a
     new CA."""
     now = datetime.datetime.now(datetime.UTC)
     if ca is None:
-        ca_key, ca_cert = _new_ca(now)
+        ca_cert, ca_key = certs.new_ca(
+            "scaleagent-ranchersim-ca", now, LIFETIME, backdate=_BACKDATE, path_length=0
+        )
     else:
         ca_cert = x509.load_pem_x509_certificate(ca[0].encode())
         loaded = serialization.load_pem_private_key(ca[1].encode(), password=None)
         if not isinstance(loaded, ec.EllipticCurvePrivateKey):
             raise ValueError("the stand-in's CA key must be an EC key")
         ca_key = loaded
-    ca_name = ca_cert.subject
-    names: list[x509.GeneralName] = []
-    for host in dict.fromkeys(hosts):
-        try:
-            names.append(x509.IPAddress(ipaddress.ip_address(host)))
-        except ValueError:
-            names.append(x509.DNSName(host))
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name(hosts[0] if hosts else "localhost"))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + LIFETIME)
-        .add_extension(x509.SubjectAlternativeName(names), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
-        )
-        .sign(ca_key, hashes.SHA256())
+    names = [certs.general_name(host) for host in dict.fromkeys(hosts)]
+    common_name = hosts[0] if hosts else "localhost"
+    cert, key = certs.issue_serving(
+        ca_cert, ca_key, common_name, names, now, now + LIFETIME, backdate=_BACKDATE
     )
     return ServerTLS(
         ca_pem=ca_cert.public_bytes(serialization.Encoding.PEM).decode(),
