@@ -38,6 +38,7 @@ from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from scaleagent.apiserver.resource import OBSERVE
 from scaleagent.config import MAX_CLUSTERS, AgentConfig
 from scaleagent.rancher.client import RancherClient, RancherError, ServerInfo
 from scaleagent.redact import Secret, logger
@@ -524,6 +525,8 @@ class AgentService(MultiService):
         self.rancher = rancher
         self._cluster_set_factory = cluster_set_factory or default_cluster_set_factory(config, clock)
         self.clusters: Any = None
+        #: called as (verb, resource, code, seconds) for every simulated apiserver request
+        self.api_observer: Callable[[str, str, int, float], None] | None = None
         self.count = config.clusters.count
         self.concurrency = concurrency
         self.poll_interval = poll_interval
@@ -660,6 +663,8 @@ class AgentService(MultiService):
         host = urlsplit(self.config.rancher.url).hostname or ""
         self.tls_options = client_tls_options(host, ca_pem=ca, insecure=insecure)
         self.clusters = self._cluster_set_factory(self.server)
+        if self.api_observer is not None and hasattr(self.clusters, "api_extras"):
+            self.clusters.api_extras[OBSERVE] = self.api_observer
         self.clusters.start()
         self.ready = True
         poll = task.LoopingCall(self._poll)

@@ -107,7 +107,9 @@ def add_agent(top: MultiService, config: AgentConfig, reactor: Any) -> Any:
 
     agent = AgentService(config, reactor)
     agent.setServiceParent(top)
-    AdminService(reactor, agent, config.admin.listen, config.admin.token).setServiceParent(top)
+    admin = AdminService(reactor, agent, config.admin.listen, config.admin.token)
+    agent.api_observer = admin.apiserver_metrics.observe
+    admin.setServiceParent(top)
     return agent
 
 

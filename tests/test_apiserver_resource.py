@@ -14,7 +14,7 @@ from twisted.python.failure import Failure
 from scaleagent.apiserver.auth import TokenAuthenticator
 from scaleagent.apiserver.discovery import OPENAPI_V2_CONTENT_TYPE
 from scaleagent.apiserver.request import ApiContext
-from scaleagent.apiserver.resource import make_site
+from scaleagent.apiserver.resource import OBSERVE, make_site
 from scaleagent.apiserver.store import INITIAL_EVENTS_END, Seed, Store
 from scaleagent.apiserver.tables import TABLE_CONTENT_TYPE
 
@@ -376,3 +376,31 @@ def test_odd_requests_get_a_status_never_a_crash(client, path):
     assert response.code < 500, response.body
     if response.code >= 400:
         assert response.json()["kind"] == "Status" and response.json()["code"] == response.code
+
+
+def test_every_request_is_reported_to_the_observer_with_verb_resource_and_code(api, client):
+    seen = []
+    api.extras[OBSERVE] = lambda verb, resource, code, seconds: seen.append((verb, resource, code, seconds))
+    client.get("/api/v1/namespaces/default/pods")
+    client.get("/api/v1/namespaces/default/pods/nope")
+    client.get("/api/v1/nodes?watch=true")
+    client.get("/version")
+    client.open("DELETE", "/api/v1/namespaces/default/pods/db-1")
+    client.open("POST", "/apis/apps/v1/namespaces/default/deployments", body=b"{not json")
+    assert [entry[:3] for entry in seen] == [
+        ("list", "pods", 200),
+        ("get", "pods", 404),
+        ("watch", "nodes", 200),
+        ("get", "", 200),
+        ("delete", "pods", 200),
+        ("create", "deployments", 400),
+    ]
+    assert all(seconds >= 0 for *_, seconds in seen)
+
+
+def test_a_failing_observer_does_not_fail_the_request(api, client):
+    def broken(*args):
+        raise RuntimeError("observer bug")
+
+    api.extras[OBSERVE] = broken
+    assert client.get("/api/v1/namespaces/default/pods").code == 200

@@ -40,6 +40,35 @@ PARTIAL_CONTENT_TYPE = "application/json;as=PartialObjectMetadata;v=v1;g=meta.k8
 HEALTH = ("healthz", "livez", "readyz")
 #: `api.extras[TRACE_REQUESTS] = True` logs one line per request (the CLI's --trace-requests)
 TRACE_REQUESTS = "trace_requests"
+#: `api.extras[OBSERVE] = fn` calls `fn(verb, resource, code, seconds)` once per request (watches: when
+#: the stream starts), so the process can count requests without the apiserver knowing who counts
+OBSERVE = "observe"
+
+_WRITE_VERBS = {b"POST": "create", b"PUT": "update", b"PATCH": "patch"}
+
+
+def request_verb_and_resource(request: Request) -> tuple[str, str]:
+    """The Kubernetes verb and plural resource of a request ("" for discovery, version, health)."""
+    parts = [p for p in request.path.decode("utf-8", "replace").split("/") if p]
+    if parts[:1] == ["api"]:
+        rest = parts[2:]
+    elif parts[:1] == ["apis"]:
+        rest = parts[3:]
+    else:
+        rest = []
+    if len(rest) >= 3 and rest[0] == "namespaces":
+        rest = rest[2:]
+    resource = rest[0] if rest else ""
+    named = len(rest) > 1
+    method = request.method
+    if method in _WRITE_VERBS:
+        return _WRITE_VERBS[method], resource
+    if method == b"DELETE":
+        return ("delete" if named else "deletecollection"), resource
+    watch = (request.args.get(b"watch") or [b""])[0] in (b"true", b"1")
+    if watch:
+        return "watch", resource
+    return ("get" if named or not resource else "list"), resource
 #: a watch whose client has not read this much while the connection is paused is closed
 MAX_PAUSED_BYTES = 4 * 1024 * 1024
 
@@ -261,6 +290,7 @@ class ApiResource(Resource):
         return NOT_DONE_YET
 
     def _render_now(self, request: Request) -> bytes | int:
+        started = self.api.clock.seconds()
         try:
             result = self._route(request)
         except ApiError as e:
@@ -270,6 +300,13 @@ class ApiResource(Resource):
             result = self._status(request, status.internal_error())
         if self.api.extras.get(TRACE_REQUESTS):
             self._trace(request)
+        observe = self.api.extras.get(OBSERVE)
+        if observe is not None:
+            verb, resource = request_verb_and_resource(request)
+            try:
+                observe(verb, resource, request.code, self.api.clock.seconds() - started)
+            except Exception:
+                log.failure("apiserver: request observer failed")
         return result
 
     @staticmethod

@@ -234,6 +234,9 @@ class ClusterSet:
             config = replace(config, **overrides)
         self.clock = clock
         self.config = config
+        #: copied into every cluster's ApiContext.extras when its apiserver is built (e.g. the
+        #: process-wide request observer of the admin metrics)
+        self.api_extras: dict[str, Any] = {}
         version_info(config.version)  # ValueError for anything but a plain version
         host, port = split_address(config.address)
         self.address = _join(host, port)
@@ -744,6 +747,7 @@ class SimulatedCluster:
             address=c.address,
             ca_pem=c.pki.ca_cert_pem,
         )
+        api.extras.update(c.api_extras)
         controllers.start(api)
         if controllers.EXTRA_KEY not in api.extras or api.auth.user(self.token) is None:
             api.auth.issue(controllers.service_account_user(CATTLE_NAMESPACE, CATTLE_ACCOUNT), self.token)
