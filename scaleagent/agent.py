@@ -59,9 +59,9 @@ STEADY_PROGRESS_INTERVAL = 60.0
 FDS_RESERVED = 64  # listeners, logs, state files, Rancher API connections
 STOP_DELETE_TIMEOUT = 120.0
 DELETE_GRACE = 10.0  # Rancher's cleanup: 3 tries, 3 s apart, through the tunnel, then it closes
-# Off until the stand-in counts the sessions of a deleted cluster down (its SimTunnels ignores sessions
-# that end after the delete); Rancher itself wants it on (§6.5: otherwise ~30 s of dial retries per try).
-DELETE_WITH_TUNNELS_UP = False
+# Rancher wants the delete while the tunnels are up, so its cleanup objects reach the cluster
+# (rancher-protocol.md §6.5: otherwise ~30 s of dial retries per try).
+DELETE_WITH_TUNNELS_UP = True
 
 # Phases of a cluster, in order.
 WAITING = "waiting"
