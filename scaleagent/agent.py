@@ -12,6 +12,9 @@ Rancher for the current token (and re-imports the cluster if Rancher no longer h
 stand-in restarted). Reconnect delays come from `scaleagent.retry` (per-tunnel backoff, one
 process-wide slot limiter).
 
+Cluster records are written in the reactor's thread pool (`scaleagent.records.RecordWriter`): each
+write fsyncs twice, and thousands of them in the reactor thread stalled every tunnel.
+
 Registration runs at `ramp_per_second` with at most `concurrency` clusters talking to Rancher's API at
 once; `resize(count)` grows or shrinks the fleet at run time (shrinking deletes the highest indices in
 Rancher). Per-cluster errors are counted by kind and reported in the periodic progress line, never
@@ -23,6 +26,7 @@ The clusters themselves (apiserver, PKI, resolvers) come from a `ClusterSet`-lik
 
 from __future__ import annotations
 
+import json
 import resource as _resource
 from collections import Counter
 from collections.abc import Callable
@@ -41,10 +45,11 @@ from zope.interface import implementer
 from scaleagent.apiserver.resource import OBSERVE
 from scaleagent.config import MAX_CLUSTERS, AgentConfig
 from scaleagent.rancher.client import RancherClient, RancherError, ServerInfo
+from scaleagent.records import RecordWriter, ThreadRunner, reactor_threads
 from scaleagent.redact import Secret, logger
 from scaleagent.remotedialer.websocket import TunnelClientFactory, TunnelEnded, client_tls_options
 from scaleagent.retry import JITTERED, Backoff, SlotLimiter
-from scaleagent.state import StateDir, StateError
+from scaleagent.state import StateDir, StateError, encode_json
 
 log = logger()
 
@@ -503,7 +508,10 @@ class AgentService(MultiService):
         progress_interval: float = PROGRESS_INTERVAL,
         rng: Any = None,
         raise_limit: bool = True,
+        run_in_thread: ThreadRunner | None = None,
     ) -> None:
+        """`run_in_thread(function, *args) -> Deferred` runs the state writes (default: the reactor's
+        thread pool, or inline when `clock` is not a reactor)."""
         super().__init__()
         self.setName("agent")
         import random
@@ -533,6 +541,11 @@ class AgentService(MultiService):
         self.progress_interval = progress_interval
         self.raise_limit = raise_limit
         self.state = StateDir(config.state.dir)
+        self.records = RecordWriter(
+            self.state,
+            lambda message: self.errors.note("state write", message),
+            run_in_thread if run_in_thread is not None else reactor_threads(clock),
+        )
         self.limiter = SlotLimiter(clock, config.clusters.reconnect_per_second)
         self.runners: dict[int, ClusterRunner] = {}
         self._queue: list[int] = []
@@ -572,9 +585,15 @@ class AgentService(MultiService):
         return f"{STATE_SUBDIR}/{name}.json"
 
     def load_record(self, index: int, name: str) -> ClusterRecord:
+        """The saved record, or a fresh one; a write or removal still queued counts as done."""
+        file_name = self._record_name(name)
+        queued, data = self.records.pending(file_name)
         try:
-            value = self.state.read_json(self._record_name(name))
-        except StateError:
+            if queued:
+                value = json.loads(data) if data is not None else None
+            else:
+                value = self.state.read_json(file_name)
+        except (StateError, ValueError):
             value = None
         record = ClusterRecord(name=name, index=index)
         if value:
@@ -584,16 +603,14 @@ class AgentService(MultiService):
         return record
 
     def save_record(self, record: ClusterRecord) -> None:
-        try:
-            self.state.write_json(self._record_name(record.name), asdict(record))
-        except StateError as failure:
-            self.errors.note("state write", str(failure))
+        """Queue the record's current content for a write in a worker thread (encoded here, now).
+
+        Failures are counted as "state write" errors in the progress line."""
+        self.records.write(self._record_name(record.name), encode_json(asdict(record)))
 
     def forget_record(self, name: str) -> None:
-        try:
-            self.state.remove(self._record_name(name))
-        except (StateError, OSError) as failure:
-            self.errors.note("state write", str(failure))
+        """Queue the record's removal, after any write of it still queued."""
+        self.records.remove(self._record_name(name))
 
     # -- ownership -----------------------------------------------------------------------------------
 
@@ -739,6 +756,9 @@ class AgentService(MultiService):
                 await defer.maybeDeferred(self.clusters.stop)
             except Exception:
                 log.failure("agent: saving the clusters failed")
+        if self.records.backlog:
+            log.info("agent: writing {n} queued cluster records", n=self.records.backlog)
+        await self.records.flush()
         await self.rancher.close()
         await defer.maybeDeferred(super().stopService)
         log.info("agent stopped: {n} clusters' tunnels closed", n=len(runners))
