@@ -17,9 +17,10 @@ from twisted.internet.testing import StringTransport
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.web.resource import Resource
 
+from scaleagent.apiserver.packed import PackedEntry
 from scaleagent.apiserver.resource import ApiSite
 from scaleagent.apiserver.writes import register_crd
-from scaleagent.cluster.cluster import ClusterSet, params_header, split_address
+from scaleagent.cluster.cluster import LIVE_KINDS, ClusterSet, params_header, split_address
 
 NOW = 1_780_000_000.0
 TEMPLATE = Path(__file__).resolve().parent.parent / "etc" / "cluster.yaml"
@@ -184,6 +185,24 @@ def test_seed_contents_token_secret_and_sharing(shared):
     assert agent_a["metadata"]["uid"] != agent_b["metadata"]["uid"]
     rvs = [int(o["metadata"]["resourceVersion"]) for o in a.store.list(rt(a, "", "pods")).objects()]
     assert max(rvs) <= a.store.resource_version
+
+
+def test_own_seed_objects_are_served_as_built_packed_except_what_heartbeats_rewrite(shared):
+    cluster = shared.cluster(12, "scale-00012")
+    built = shared.builder.seed(12, "scale-00012", rancher_token=cluster.rancher_token)
+    kinds = {o["kind"] for o in built.own}
+    assert {"Pod", "Node", "Lease", "Event"} <= kinds
+    for obj in built.own:
+        rt_ = cluster.api.kinds.by_api_version_kind(obj["apiVersion"], obj["kind"])
+        meta = obj["metadata"]
+        entry = cluster.store.get_entry(rt_, meta.get("namespace"), meta["name"])
+        meta_served = {k: v for k, v in entry.obj["metadata"].items() if k != "resourceVersion"}
+        served = dict(entry.obj, metadata=meta_served)
+        assert served == obj, (obj["kind"], meta["name"])
+        assert isinstance(entry, PackedEntry) == (obj["kind"] not in LIVE_KINDS)
+    pods = cluster.store.list(rt(cluster, "", "pods")).objects()
+    rvs = sorted(int(o["metadata"]["resourceVersion"]) for o in pods)
+    assert len(set(rvs)) == len(rvs) and rvs[-1] < cluster.store.resource_version
 
 
 def test_seed_crds_are_served_and_registries_copy_on_write(shared):

@@ -45,6 +45,7 @@ from scaleagent.apiserver import controllers
 from scaleagent.apiserver.auth import TokenAuthenticator
 from scaleagent.apiserver.discovery import version_info
 from scaleagent.apiserver.kinds import Registry
+from scaleagent.apiserver.packed import pack
 from scaleagent.apiserver.request import DEFAULT_VERSION, ApiContext
 from scaleagent.apiserver.resource import make_site
 from scaleagent.apiserver.store import CachedEntry, Entry, Seed, Store, timestamp
@@ -64,6 +65,8 @@ TOKEN_KEY_FILE = "cluster-token.key"
 SAVE_BATCH = 25  # cluster files written per reactor turn by the periodic save
 SAVE_PAUSE = 0.01  # seconds between those turns, so tunnel I/O runs in between
 CATTLE_NAMESPACE = "cattle-system"
+#: own seed kinds kept as dicts: the heartbeats read and rewrite them (the rest is packed)
+LIVE_KINDS = frozenset({"Node", "Lease"})
 CATTLE_ACCOUNT = "cattle"
 _NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 _UID_NAMESPACE = uuid.UUID("0b6f3f2e-4a7c-4f57-8a0e-6c1d2b3a4f5e")
@@ -523,6 +526,14 @@ class ClusterSet:
         key = (meta.get("namespace", "") if rt.namespaced else "", meta["name"])
         return (CachedEntry(out) if shared else Entry(out)), rt.storage_key, key
 
+    def _storage(self, registry: Registry, obj: dict[str, Any]) -> tuple[StorageKey, Key]:
+        """Where a cluster's own seed object is stored."""
+        rt = registry.by_api_version_kind(obj.get("apiVersion", ""), obj.get("kind", ""))
+        if rt is None:
+            raise ValueError(f"seed object of unknown kind {obj.get('apiVersion')}/{obj.get('kind')}")
+        meta = obj["metadata"]
+        return rt.storage_key, (meta.get("namespace", "") if rt.namespaced else "", meta["name"])
+
     def _registry_for(self, crds: list[dict[str, Any]]) -> Registry:
         names = tuple(sorted(c["metadata"]["name"] for c in crds))
         found = self._registries.get(names)
@@ -565,16 +576,27 @@ class ClusterSet:
 
     def seed(self, cluster: SimulatedCluster) -> tuple[Seed, Registry]:
         """Cluster's seed: shared entries by reference, its own objects (and cattle token) on top."""
+        shared = self.builder.shared_part(cluster.index)
+        part = self._shared_part(shared)
         made: ClusterSeed = self.builder.seed(
-            cluster.index, cluster.name, rancher_token=cluster.rancher_token
+            cluster.index,
+            cluster.name,
+            rancher_token=cluster.rancher_token,
+            resource_version=part.resource_version,
         )
-        part = self._shared_part(made.shared)
-        rv = part.resource_version
         own: dict[StorageKey, dict[Key, Entry]] = {}
-        for obj in (*made.own, cluster.token_secret()):
-            rv += 1
-            entry, skey, key = self._entry(part.registry, obj, rv)
+        # Complete as built (resourceVersion stamped) and this cluster's alone. What the heartbeats
+        # rewrite stays a dict; the rest is packed (read rarely: see scaleagent.apiserver.packed).
+        kept = [obj for obj in made.own if obj["kind"] in LIVE_KINDS]
+        packed = [obj for obj in made.own if obj["kind"] not in LIVE_KINDS]
+        entries: list[Entry] = [Entry(obj) for obj in kept]
+        entries += pack(packed)
+        for obj, entry in zip(kept + packed, entries, strict=True):
+            skey, key = self._storage(part.registry, obj)
             own.setdefault(skey, {})[key] = entry
+        rv = part.resource_version + len(made.own) + 1
+        entry, skey, key = self._entry(part.registry, cluster.token_secret(), rv)
+        own.setdefault(skey, {})[key] = entry
         buckets = dict(part.buckets)
         sorted_keys = dict(part.sorted_keys)
         for skey, bucket in own.items():

@@ -1261,6 +1261,10 @@ class SeedBuilder:
 
         return self._shared(("crd", number), build)
 
+    def shared_part(self, index: int) -> tuple[dict[str, Any], ...]:
+        """The shared part of cluster `index`'s seed (the same tuple `seed(index, …).shared` holds)."""
+        return self._shared_set(self.template.knobs(index))
+
     def _shared_set(self, knobs: Knobs) -> tuple[dict[str, Any], ...]:
         """Every shared object of a cluster with these knobs; one tuple per distinct combination."""
         key = (
@@ -1304,21 +1308,30 @@ class SeedBuilder:
 
     # -- one cluster -------------------------------------------------------------------------------
 
-    def seed(self, index: int, name: str, *, rancher_token: str = "") -> ClusterSeed:
+    def seed(
+        self, index: int, name: str, *, rancher_token: str = "", resource_version: int | None = None
+    ) -> ClusterSeed:
         """Cluster `index` named `name`: the same arguments always give equal objects.
 
         `rancher_token` is the cluster's registration token, which the `cattle-credentials-*` Secret
         carries (as Rancher's manifest does); it only changes that Secret and the agent's env.
+        With `resource_version`, the own objects carry `metadata.resourceVersion` counting up from
+        `resource_version + 1`: complete as a store keeps them, so it need not copy them (that copy
+        was most of a seeded cluster's memory).
         """
         if index < 0:
             raise ValueError(f"cluster index {index}: expected >= 0")
         knobs = self.template.knobs(index)
+        own = _ClusterBuild(self, index, name, knobs, rancher_token).objects()
+        if resource_version is not None:
+            for rv, obj in enumerate(own, resource_version + 1):
+                obj["metadata"]["resourceVersion"] = str(rv)  # each own object has a metadata of its own
         return ClusterSeed(
             name=name,
             index=index,
             knobs=knobs,
             shared=self._shared_set(knobs),
-            own=tuple(_ClusterBuild(self, index, name, knobs, rancher_token).objects()),
+            own=tuple(own),
         )
 
 
