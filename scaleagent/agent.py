@@ -10,7 +10,10 @@ registration token (waiting for Rancher to make it), then hold two tunnels as `C
 A handshake refused with 400/401 marks the token stale: the next attempt of either tunnel first asks
 Rancher for the current token (and re-imports the cluster if Rancher no longer has it, e.g. after the
 stand-in restarted). Reconnect delays come from `scaleagent.retry` (per-tunnel backoff, one
-process-wide slot limiter).
+process-wide slot limiter). In `jittered` mode every connection attempt after a tunnel's first is also
+admitted by that limiter at the moment it connects (`ClusterRunner._prepare`): one that waited for a
+token refresh, or whose timer ran late, takes a fresh slot, so `reconnect_per_second` bounds the
+attempts really made. First attempts are paced by the ramp and not counted.
 
 Cluster records are written in the reactor's thread pool (`scaleagent.records.RecordWriter`): each
 write fsyncs twice, and thousands of them in the reactor thread stalled every tunnel.
@@ -98,6 +101,8 @@ class ClusterSetLike(Protocol):
 
 
 ClusterSetFactory = Callable[[ServerInfo], ClusterSetLike]
+#: The endpoint a tunnel connects through (default: `TunnelClientFactory.endpoint()`, TCP + TLS).
+TunnelEndpointFactory = Callable[[TunnelClientFactory], IStreamClientEndpoint]
 
 
 @dataclass
@@ -346,22 +351,60 @@ class ClusterRunner:
                 on_close=lambda protocol, ended, t=tunnel: self._closed(t, protocol, ended),
             )
             tunnel.backoff = agent.new_backoff()
-            endpoint = PreparedEndpoint(tunnel.factory.endpoint(), lambda t=tunnel: self._prepare(t))
+            endpoint = PreparedEndpoint(
+                agent.tunnel_endpoint(tunnel.factory), lambda t=tunnel: self._prepare(t)
+            )
             tunnel.service = QuietClientService(
                 endpoint, tunnel.factory, retryPolicy=tunnel.backoff, clock=agent.clock
             )
             tunnel.service.startService()
 
     def _prepare(self, tunnel: Tunnel) -> defer.Deferred[None] | None:
-        """Before each connection attempt: count it, re-read a stale token, set URL and headers."""
+        """Before each connection attempt: re-read a stale token, take a limiter slot, set URL and headers.
+
+        Every attempt after the tunnel's first is admitted by the process-wide limiter (jittered mode)
+        right before it connects: ClientService's timer normally fires on the slot its backoff
+        reserved, but a timer run late by a busy reactor, or an attempt that waited for a token
+        refresh (a re-import takes seconds in a storm), would otherwise connect off its slot."""
         if self.removed:
             return defer.fail(ConnectionAbortedError(f"{self.name} is being removed"))
+        limiter = self.agent.attempt_limiter if tunnel.attempts else None
+        if not self.token_stale and (limiter is None or limiter.admit()):
+            self._attempting(tunnel)
+            return None
+        return defer.ensureDeferred(self._prepare_slowly(tunnel, limiter))
+
+    async def _prepare_slowly(self, tunnel: Tunnel, limiter: SlotLimiter | None) -> None:
+        planned = True  # still at the time ClientService's timer fired (its reserved slot)
+        if self.token_stale:
+            await self._fresh_token(tunnel)
+            planned = False
+        if limiter is not None:
+            await self._admitted(limiter, planned)
+        if self.removed:
+            raise ConnectionAbortedError(f"{self.name} is being removed")
+        self._attempting(tunnel)
+
+    async def _admitted(self, limiter: SlotLimiter, planned: bool) -> None:
+        """Wait until the limiter admits this attempt: off its planned slot, it first takes a new one."""
+        clock = self.agent.clock
+        if not planned:
+            await task.deferLater(clock, limiter.delay(0.0), lambda: None)
+        while not limiter.admit():
+            # The last second is full (timers ran late, together): wait for room, in line.
+            await task.deferLater(clock, max(0.0, limiter.retry_at() - clock.seconds()), lambda: None)
+            if self.removed:
+                return
+
+    def _attempting(self, tunnel: Tunnel) -> None:
+        """The tunnel connects now: count it and point the factory at the current URL and headers."""
         tunnel.attempts += 1
         if tunnel.attempts > 1:
             self.agent.reconnects += 1
-        if not self.token_stale:
-            self._retarget(tunnel)
-            return None
+        self._retarget(tunnel)
+
+    def _fresh_token(self, tunnel: Tunnel) -> defer.Deferred[None]:
+        """Wait for the (one, shared) refresh of a stale token; fails as the refresh does."""
         if self._refresh_waiters is None:
             self._refresh_waiters = []
             refresh = defer.ensureDeferred(self._refresh_token())
@@ -369,20 +412,20 @@ class ClusterRunner:
         waiter: defer.Deferred[None] = defer.Deferred()
         if self._refresh_waiters is not None:
             self._refresh_waiters.append((tunnel, waiter))
+        elif self.token_stale:  # the refresh failed synchronously (and counted its error)
+            waiter.errback(ConnectionAbortedError(f"{self.name}: the registration token was not re-read"))
         else:  # the refresh finished synchronously
-            self._retarget(tunnel)
             waiter.callback(None)
         return waiter
 
     def _refresh_finished(self, result: Any) -> None:
         waiters, self._refresh_waiters = self._refresh_waiters or [], None
-        for tunnel, waiter in waiters:
+        for _tunnel, waiter in waiters:
             if waiter.called:  # cancelled: the tunnel was stopped meanwhile
                 continue
             if isinstance(result, Failure):
                 waiter.errback(result)
             else:
-                self._retarget(tunnel)
                 waiter.callback(None)
         return None
 
@@ -509,9 +552,11 @@ class AgentService(MultiService):
         rng: Any = None,
         raise_limit: bool = True,
         run_in_thread: ThreadRunner | None = None,
+        tunnel_endpoint: TunnelEndpointFactory | None = None,
     ) -> None:
         """`run_in_thread(function, *args) -> Deferred` runs the state writes (default: the reactor's
-        thread pool, or inline when `clock` is not a reactor)."""
+        thread pool, or inline when `clock` is not a reactor); `tunnel_endpoint(factory)` gives the
+        endpoint a tunnel connects through (tests put in-memory ones there)."""
         super().__init__()
         self.setName("agent")
         import random
@@ -546,7 +591,10 @@ class AgentService(MultiService):
             lambda message: self.errors.note("state write", message),
             run_in_thread if run_in_thread is not None else reactor_threads(clock),
         )
+        self.tunnel_endpoint: TunnelEndpointFactory = tunnel_endpoint or TunnelClientFactory.endpoint
         self.limiter = SlotLimiter(clock, config.clusters.reconnect_per_second)
+        #: admits every tunnel attempt after the first (jittered mode); real-agent is uncapped on purpose
+        self.attempt_limiter = self.limiter if config.clusters.reconnect == JITTERED else None
         self.runners: dict[int, ClusterRunner] = {}
         self._queue: list[int] = []
         self._semaphore = defer.DeferredSemaphore(max(1, concurrency))

@@ -7,8 +7,11 @@ Instead the tunnel tells its `Backoff` when the WebSocket opened; a connection t
 
 Why a process-wide limiter: when Rancher restarts, every tunnel of the process drops at once. Jitter
 alone spreads 10,000 reconnects over a few seconds; `SlotLimiter` hands out attempt times at least
-`1/rate` apart, so the process never makes more than `reconnect_per_second` attempts in any second, and
-a tunnel that wants a later time never delays one that wants an earlier time.
+`1/rate` apart, and a tunnel that wants a later time never delays one that wants an earlier time.
+Planned slots alone do not bound what really happens, though: a busy reactor runs timers late, several
+at once, and an attempt that first waits for something (a token refresh) starts off its slot. So each
+attempt also asks `admit()` at the moment it would connect; it checks the times attempts were really
+made, so no 1-second window ever holds more than `reconnect_per_second` of them.
 
 `reconnect = real-agent` reproduces Rancher's own agent (remotedialer sleeps 5 s, the agent loop another
 5 s; no jitter, no limit), to reproduce the synchronized storms a real fleet makes.
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections import deque
 from typing import Any, Protocol
 
 JITTERED = "jittered"
@@ -40,6 +44,10 @@ class SlotLimiter:
     `reserve(earliest)` returns the first free slot at or after `earliest`.  Free-slot lookup is a
     union-find over slot indices (each taken slot points at the next), so a burst of thousands of
     reservations costs near-constant time each.
+
+    `admit()` is the hard bound, checked when an attempt is about to be made: it keeps the times of the
+    last `floor(rate)` admitted attempts and refuses one that would make a window of `window` seconds
+    (1 s; `1/rate` when the rate is below one) hold more than that.
     """
 
     def __init__(self, clock: Clock, rate: float) -> None:
@@ -50,6 +58,14 @@ class SlotLimiter:
         self._next: dict[int, int] = {}
         self._prune_at = 1024
         self.reserved = 0
+        if self.rate >= 1.0:
+            self.capacity, self.window = int(math.floor(self.rate)), 1.0
+        else:
+            self.capacity, self.window = 1, 1.0 / self.rate
+        self._admitted: deque[float] = deque(maxlen=self.capacity)
+        self._held_until = -math.inf
+        self.admitted = 0
+        self.refused = 0
 
     def _find(self, index: int) -> int:
         path = []
@@ -75,6 +91,39 @@ class SlotLimiter:
         """Seconds from now until the slot for an attempt wanted `wanted` seconds from now."""
         now = self._clock.seconds()
         return max(0.0, self.reserve(now + wanted) - now)
+
+    def free_at(self) -> float:
+        """The earliest time `admit()` can say yes (now, when the last window has room)."""
+        now = self._clock.seconds()
+        if len(self._admitted) < self.capacity:
+            return now
+        return max(now, self._admitted[0] + self.window)
+
+    def admit(self) -> bool:
+        """An attempt is about to be made now: True (and it is recorded) if the window has room.
+
+        Exact for every window: an attempt is admitted only when fewer than `capacity` admitted attempts
+        lie in the `window` seconds before it (the window `(now - window, now]`)."""
+        now = self._clock.seconds()
+        if len(self._admitted) == self.capacity and self._admitted[0] > now - self.window:
+            self.refused += 1
+            return False
+        self._admitted.append(now)
+        self.admitted += 1
+        return True
+
+    def retry_at(self) -> float:
+        """For an attempt `admit()` just refused: the time to ask again (absolute).
+
+        Usually a few milliseconds: a timer that ran a little late took the room of one due just
+        after it. Refused attempts line up `1/rate` apart from when the window has room, so a burst
+        of late timers does not come back all at once, and they keep their turn instead of going
+        behind every slot already handed out."""
+        at = self.free_at()
+        if self._held_until >= self._clock.seconds():
+            at = max(at, self._held_until + 1.0 / self.rate)
+        self._held_until = at
+        return at
 
     def _prune(self, below: int) -> None:
         # Slots in the past can never be asked for again; links only point forward, so dropping them is

@@ -145,3 +145,35 @@ def test_a_thousand_clusters_whose_server_vanished_reconnect_spread_and_capped()
     assert max(Counter(int(t // 1) for t in recent).values()) <= rate
     for service in services:
         service.stopService()
+
+
+def test_admission_counts_real_attempt_times_in_every_window():
+    clock = task.Clock()
+    limiter = SlotLimiter(clock, 3)
+    assert limiter.free_at() == 0.0
+    assert [limiter.admit() for _ in range(4)] == [True, True, True, False]  # a late burst: 3 go
+    assert limiter.free_at() == 1.0 and limiter.refused == 1
+    clock.advance(0.5)
+    assert not limiter.admit()
+    clock.advance(0.5)  # the window (0, 1] no longer holds the three made at 0
+    assert limiter.admit() and limiter.admit() and limiter.admit() and not limiter.admit()
+    assert limiter.free_at() == 2.0 and limiter.admitted == 6
+    # Below one attempt a second: one per 1/rate seconds.
+    slow = SlotLimiter(clock, 0.5)
+    assert slow.admit() and not slow.admit()
+    clock.advance(1.999)
+    assert not slow.admit()
+    clock.advance(0.001)
+    assert slow.admit()
+
+
+def test_fractional_rate_never_gives_more_than_its_floor_in_a_second():
+    clock = task.Clock()
+    limiter = SlotLimiter(clock, 2.5)
+    admitted = []
+    for _ in range(400):  # 0.05 s steps, someone asks at every one
+        if limiter.admit():
+            admitted.append(round(clock.seconds() * 20))
+        clock.advance(0.05)
+    per_window = [sum(1 for a in admitted if end - 20 < a <= end) for end in range(400)]
+    assert max(per_window) == 2 and len(admitted) >= 2 * 19
