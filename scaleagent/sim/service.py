@@ -4,8 +4,11 @@
     sim.url, sim.api_token, sim.ca_pem, sim.ca_checksum, sim.store
     await sim.stop()
 
-One HTTPS listener serves both the v3 management API subset and the tunnel endpoint, as Rancher does;
-state lives in memory only, so restarting the stand-in is a fault an agent must survive.
+One HTTPS listener serves both the v3 management API subset and the tunnel endpoint, as Rancher does.
+State lives in memory; with `state_dir` its durable part (clusters, registration tokens, the API token:
+what Rancher keeps in its datastore) is loaded at start and saved every `save_interval` seconds when it
+changed and on a clean stop, so a restart is a Rancher restart: agents reconnect with the tokens they
+have. Without it, restarting the stand-in forgets every cluster (a harsher fault an agent must survive).
 """
 
 from __future__ import annotations
@@ -28,8 +31,9 @@ from twisted.python.failure import Failure
 from twisted.web.server import Site
 
 from scaleagent.redact import logger
-from scaleagent.sim import manifest, tls
+from scaleagent.sim import manifest, persist, tls
 from scaleagent.sim.api import ManagementAPI, Root
+from scaleagent.sim.saver import DEFAULT_INTERVAL, StateSaver
 from scaleagent.sim.store import (
     CREATED,
     DEFAULT_GRACE_PERIOD,
@@ -45,7 +49,7 @@ from scaleagent.sim.store import (
     random_string,
 )
 from scaleagent.sim.tunnel import SimTunnels
-from scaleagent.state import PRIVATE, PUBLIC, atomic_write
+from scaleagent.state import PRIVATE, PUBLIC, CorruptStateFile, StateDir, StateError, atomic_write
 
 log = logger()
 
@@ -106,6 +110,8 @@ class RancherSim(Service):
         profile: str | None = None,
         ui_browsing: bool = False,
         driver_options: dict[str, Any] | None = None,
+        state_dir: str | Path | None = None,
+        save_interval: float = DEFAULT_INTERVAL,
     ) -> None:
         self.reactor = reactor
         self._rng = rng if rng is not None else random.SystemRandom()
@@ -119,6 +125,9 @@ class RancherSim(Service):
         self._configured_url = server_url.rstrip("/") if server_url else None
         self._hostnames = tuple(hostnames)
         self._use_tls = use_tls
+        # A restarted Rancher keeps its CA too: with a state directory the CA lives there by default.
+        if tls_dir is None and state_dir is not None:
+            tls_dir = Path(state_dir) / "tls"
         self._tls_dir = tls_dir
         self.tls: tls.ServerTLS | None = None
         self._files = {"ca": ca_file, "token": token_file, "url": url_file}
@@ -142,6 +151,11 @@ class RancherSim(Service):
         self.on_delete: Callable[[Cluster], Any] | None = None
         # twistd sets this: a stand-in that cannot listen should end, not idle.
         self.exit_on_listen_failure = False
+        self.state_dir: StateDir | None = None
+        self.saver: StateSaver | None = None
+        if state_dir is not None:
+            explicit = api_token or _reuse_token(token_file)
+            self._load_state(state_dir, save_interval, explicit_api_token=explicit)
         self.api = ManagementAPI(self)
         self.tunnels = SimTunnels(reactor, self.store)
         self.site = Site(Root(self.api, self.tunnels.resource))
@@ -157,6 +171,69 @@ class RancherSim(Service):
         self.site.displayTracebacks = False
         self.site.log = lambda request: None  # no access log: a ramp of thousands of clusters floods it
         self.site.noisy = False
+
+    # -- durable state (--state-dir) -----------------------------------------------------------------
+
+    def _load_state(self, path: str | Path, save_interval: float, explicit_api_token: str | None) -> None:
+        """Restore the saved clusters and tokens (if any) and set up the saver.
+
+        A state directory that cannot be used raises `StateError` (the start fails with its message);
+        a state file that cannot be read or parsed is moved aside and logged, and the stand-in starts
+        empty, as the first start does.
+        """
+        self.state_dir = StateDir(path)
+        self.state_dir.cleanup_temporaries()
+        snapshot = None
+        try:
+            snapshot = persist.load(self.state_dir)
+        except StateError as error:
+            # CorruptStateFile has been logged by StateDir.corrupt; an unreadable file has not.
+            if not isinstance(error, CorruptStateFile):
+                log.error("ranchersim: {message}; starting with no clusters", message=str(error))
+            else:
+                log.error("ranchersim: starting with no clusters (see the error above)")
+        if snapshot is not None:
+            self.store.restore(
+                snapshot.clusters, snapshot.tokens, params_changes_total=snapshot.params_changes_total
+            )
+            if snapshot.creator_id:
+                self.creator_id = snapshot.creator_id
+            if snapshot.api_token and not explicit_api_token:
+                self.api_token = snapshot.api_token
+            elif snapshot.api_token != self.api_token:
+                self.store.touch()  # the file holds another API token: save this one
+            for cluster in self.store.clusters():
+                if not self.store.tokens(cluster.id):  # saved before its default-token existed
+                    if self.token_delay > 0:
+                        self._schedule_default_token(CREATED, cluster)
+                    else:
+                        self.store.create_token(cluster.id, DEFAULT_TOKEN_NAME)
+            log.info(
+                "ranchersim: state loaded from {path}: {clusters} clusters, {tokens} registration tokens",
+                path=str(self.state_dir.file(persist.STATE_FILE)),
+                clusters=len(self.store.clusters()),
+                tokens=len(self.store.tokens()),
+            )
+        self._encoder = persist.Encoder()
+        if snapshot is not None:
+            # Fill the encoder's cache now, before serving: otherwise the first save after a restart
+            # (in a reconnect storm) would encode every cluster in the reactor thread (~0.2 s at 10,000).
+            self._encode_state()
+        self.saver = StateSaver(
+            self.reactor,
+            self.state_dir,
+            persist.STATE_FILE,
+            self._encode_state,
+            lambda: self.store.revision,
+            interval=save_interval,
+            # restore() reset the revision to 0: anything since (tokens created above) is unsaved.
+            saved_revision=0 if snapshot is not None else None,
+        )
+
+    def _encode_state(self) -> bytes:
+        return self._encoder.encode(
+            self.store, api_token=self.api_token, creator_id=self.creator_id, saved=self.reactor.seconds()
+        )
 
     # -- what the API needs --------------------------------------------------------------------------
 
@@ -273,6 +350,8 @@ class RancherSim(Service):
     def startService(self) -> None:  # noqa: N802 (Twisted's name)
         super().startService()
         self._start_listening()
+        if self.saver is not None:
+            self.saver.start()
         if self.summary_interval > 0:
             self._summary_loop = task.LoopingCall(self.log_summary)
             self._summary_loop.clock = self.reactor
@@ -411,6 +490,8 @@ class RancherSim(Service):
             # None when the port is already closed (e.g. the reactor is shutting down).
             await defer.maybeDeferred(port.stopListening)
         await self.tunnels.wait_closed()
+        if self.saver is not None:
+            await self.saver.stop()
 
     async def stop(self) -> None:
         """Stop serving and close every tunnel (for code that started the stand-in itself)."""

@@ -111,6 +111,11 @@ class Cluster:
     params: ClusterParams | None = None
     params_changes: int = 0
     conditions: dict[str, Condition] = field(default_factory=dict)
+    # The agent image Rancher last applied (its Status.AgentImage with AgentDeployed=True): a
+    # restarted Rancher redeploys the agent only when the image it wants differs.
+    agent_image: str = ""
+    # Bumped with each change of this cluster's durable state or its tokens (a saver's cache key).
+    revision: int = 0
 
     def connected(self, kind: str) -> bool:
         return self.sessions.get(kind, 0) > 0
@@ -176,6 +181,9 @@ class SimStore:
         self._by_previous: dict[str, RegistrationToken] = {}
         self._listeners: list[Listener] = []
         self.params_changes_total = 0
+        # Bumped on every change of durable state (what Rancher keeps in its datastore), so a saver
+        # knows when there is something to write; runtime state (sessions, conditions) does not bump it.
+        self.revision = 0
         # Create each cluster's `default-token` with it; False leaves that to the caller (the service
         # delays it, as Rancher's controller does).
         self.default_token = True
@@ -190,6 +198,12 @@ class SimStore:
 
     def remove_listener(self, listener: Listener) -> None:
         self._listeners.remove(listener)
+
+    def touch(self, cluster: Cluster | None = None) -> None:
+        """Note a change of durable state (see `revision`), of `cluster` or its tokens if given."""
+        self.revision += 1
+        if cluster is not None:
+            cluster.revision += 1
 
     def _emit(self, event: str, cluster: Cluster) -> None:
         for listener in list(self._listeners):
@@ -237,6 +251,7 @@ class SimStore:
         self._clusters[cluster_id] = cluster
         self._by_name[name.lower()] = cluster_id
         self._tokens[cluster_id] = []
+        self.touch(cluster)
         if self.default_token:
             self.create_token(cluster_id, DEFAULT_TOKEN_NAME)
         log.debug("stand-in: cluster {name} created as {id}", name=name, id=cluster_id)
@@ -290,6 +305,7 @@ class SimStore:
             if crt.previous_token:
                 self._by_previous.pop(crt.previous_token, None)
         cluster.removed = True
+        self.touch()
         log.info("stand-in: cluster {name} ({id}) deleted", name=cluster.name, id=cluster_id)
         self._emit(DELETED, cluster)
         return cluster
@@ -323,6 +339,7 @@ class SimStore:
         )
         self._tokens[cluster_id].append(crt)
         self._by_token[crt.token] = crt
+        self.touch(self._clusters[cluster_id])
         return crt
 
     def tokens(self, cluster_id: str | None = None) -> list[RegistrationToken]:
@@ -350,6 +367,7 @@ class SimStore:
         crt.issued = self.now()
         self._by_token[crt.token] = crt
         self._by_previous[crt.previous_token] = crt
+        self.touch(self._clusters[cluster_id])
         log.debug("stand-in: registration token {crt} rotated", crt=crt.id)
         self._emit(TOKEN_ROTATED, self.get_cluster(cluster_id))
         return crt
@@ -390,10 +408,12 @@ class SimStore:
         """
         if cluster.driver == "":
             cluster.driver = "imported"
+            self.touch(cluster)
         previous = cluster.params
         if previous == params:
             return False
         cluster.params = params
+        self.touch(cluster)
         if previous is not None:
             cluster.params_changes += 1
             self.params_changes_total += 1
@@ -471,7 +491,9 @@ class SimStore:
                 log.failure("stand-in: readiness check failed for {id}", id=cluster.id)
         if ready:
             state = ACTIVE
-            cluster.ever_active = True
+            if not cluster.ever_active:
+                cluster.ever_active = True
+                self.touch(cluster)
             self._set_condition(cluster, "Ready", "True")
         elif cluster.ever_active:
             state = UNAVAILABLE
@@ -494,6 +516,68 @@ class SimStore:
             )
             self._emit(STATE, cluster)
         return state
+
+    def record_agent_image(self, cluster: Cluster, image: str) -> None:
+        """The agent deployment with `image` was applied (Rancher records it with AgentDeployed)."""
+        if cluster.agent_image != image:
+            cluster.agent_image = image
+            self.touch(cluster)
+
+    def restore(
+        self,
+        clusters: Iterable[Cluster],
+        tokens: Iterable[RegistrationToken],
+        *,
+        params_changes_total: int = 0,
+    ) -> None:
+        """Replace every cluster and token with saved ones (a restart), as nobody has connected yet.
+
+        Clusters come back with no sessions and fresh conditions; one that was ever active shows
+        `unavailable` until its agent reconnects, as a restarted Rancher shows it. A saved `local`
+        cluster is kept only when this store has one (`with_local`).
+        """
+        with_local = "local" in self._clusters
+        self._clusters, self._by_name, self._tokens = {}, {}, {}
+        self._by_token, self._by_previous = {}, {}
+        local_restored = False
+        for cluster in clusters:
+            if cluster.internal and not with_local:
+                continue
+            local_restored = local_restored or cluster.internal
+            cluster.sessions = {MAIN: 0, STEVE: 0}
+            cluster.removed = False
+            cluster.conditions = {}
+            if cluster.internal:
+                cluster.state = ACTIVE
+                for type_ in ("Provisioned", "Connected", "Ready"):
+                    self._set_condition(cluster, type_, "True")
+            else:
+                cluster.state = UNAVAILABLE if cluster.ever_active else PENDING
+                self._set_condition(cluster, "Pending", "Unknown")
+                if cluster.ever_active:
+                    self._set_condition(
+                        cluster, "Ready", "False", "Disconnected", "Cluster agent is not connected"
+                    )
+                else:
+                    self._set_condition(cluster, "Ready", "Unknown")
+            self._clusters[cluster.id] = cluster
+            self._by_name[cluster.name.lower()] = cluster.id
+            self._tokens[cluster.id] = []
+        now = self.now()
+        for crt in tokens:
+            if crt.cluster_id not in self._tokens:
+                continue  # the local cluster's, when this store has none
+            self._tokens[crt.cluster_id].append(crt)
+            self._by_token[crt.token] = crt
+            if crt.previous_token:
+                if crt.previous_expires > now:
+                    self._by_previous[crt.previous_token] = crt
+                else:
+                    crt.previous_token = ""
+        if with_local and not local_restored:
+            self._add_local()
+        self.params_changes_total = params_changes_total
+        self.revision = 0
 
     def evaluate_all(self, clusters: Iterable[Cluster] | None = None) -> None:
         for cluster in list(clusters if clusters is not None else self._clusters.values()):

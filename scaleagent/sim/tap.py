@@ -2,9 +2,13 @@
 
     twistd -n ranchersim --listen tcp:8443:interface=127.0.0.1 --ca-file ca.pem --token-file api.token
 
-Clusters, tokens and tunnels live in memory: stopping the stand-in forgets them. The API token and
-the CA can be kept across restarts (`--token-file` is reused when it already holds a token, `--tls-dir`
-keeps the CA), so an agent pointed at a restarted stand-in still authenticates and verifies it.
+Clusters, tokens and tunnels live in memory: without `--state-dir` stopping the stand-in forgets them.
+With `--state-dir DIR` the clusters and registration tokens (what Rancher keeps in its datastore) are
+saved there every `--save-interval` seconds when they changed and on a clean stop, and loaded at start:
+a restart is then a Rancher restart, agents reconnect with the tokens they have. The API token and the
+CA can be kept across restarts (`--token-file` is reused when it already holds a token, `--tls-dir`
+keeps the CA, by default `DIR/tls` with a state directory), so an agent pointed at a restarted stand-in
+still authenticates and verifies it.
 """
 
 from __future__ import annotations
@@ -24,7 +28,10 @@ class Options(usage.Options):
     """Options of `twistd ranchersim`."""
 
     synopsis = "[options]"
-    longdesc = "A stand-in for Rancher's management API and tunnel endpoint, all state in memory."
+    longdesc = (
+        "A stand-in for Rancher's management API and tunnel endpoint; state in memory, or kept in "
+        "--state-dir across restarts as Rancher keeps it in its datastore."
+    )
 
     optParameters = [
         ["listen", "l", DEFAULT_LISTEN, "Twisted server endpoint to listen on (port 0: any free port)."],
@@ -57,6 +64,18 @@ class Options(usage.Options):
             "(no traffic; both tunnels up is Active).",
         ]
     )
+    optParameters.append(
+        [
+            "state-dir",
+            None,
+            None,
+            "Keep clusters and registration tokens here across restarts (as Rancher's datastore); "
+            "default: in memory only.",
+        ]
+    )
+    optParameters.append(
+        ["save-interval", None, "10", "Seconds between saves of changed state (with --state-dir)."]
+    )
     optFlags = [
         ["ui-browsing", None, "Add UI browsing load: periodic LISTs of pods and events per cluster."],
         ["no-tls", None, "Serve plain HTTP (debugging only; agents expect https)."],
@@ -83,6 +102,14 @@ class Options(usage.Options):
             raise usage.UsageError(f"--token-delay {self['token-delay']!r}: expected seconds") from None
         if self["token-delay"] < 0:
             raise usage.UsageError("--token-delay: expected seconds >= 0")
+        try:
+            self["save-interval"] = float(self["save-interval"])
+        except ValueError:
+            raise usage.UsageError(f"--save-interval {self['save-interval']!r}: expected seconds") from None
+        if not self["save-interval"] > 0:
+            raise usage.UsageError("--save-interval: expected seconds > 0")
+        if self["state-dir"] is not None and not self["state-dir"].strip():
+            raise usage.UsageError("--state-dir: expected a directory")
         url = self["server-url"]
         if url is not None and not (url.startswith("https://") or url.startswith("http://")):
             raise usage.UsageError(f"--server-url {url!r}: expected https://host[:port]")
@@ -119,6 +146,8 @@ def build(options: Options, reactor: Any) -> RancherSim:
         with_local=not options["no-local"],
         profile=None if options["profile"] == "none" else options["profile"],
         ui_browsing=bool(options["ui-browsing"]),
+        state_dir=options["state-dir"],
+        save_interval=options["save-interval"],
     )
 
 
@@ -130,7 +159,12 @@ def makeService(options: Options) -> IService:  # noqa: N802 (Twisted's name)
         serverFromString(reactor, options["listen"])
     except (ValueError, TypeError, KeyError) as error:
         raise SystemExit(f"ranchersim: --listen {options['listen']!r}: {error}") from None
-    sim = build(options, reactor)
+    from scaleagent.state import StateError
+
+    try:
+        sim = build(options, reactor)
+    except StateError as error:
+        raise SystemExit(f"ranchersim: --state-dir: {error}") from None
     sim.setName("ranchersim")
     sim.exit_on_listen_failure = True
     return sim
