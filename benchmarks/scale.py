@@ -10,9 +10,10 @@ agent shard `i/n` per process, each against its own stand-in), then measures:
 * steady state: agent RSS per cluster and CPU seconds per cluster-minute, stand-in RSS/CPU, load average;
 * request latency through the tunnels by request kind, p50/p95/p99/max (the stand-in's records,
   `GET /sim/status`), over the steady window and over the whole run;
-* a reconnect storm (`--storm restart`: every stand-in restarted, it forgets every cluster; `--storm
-  cut`: every tunnel dropped): time until all Active again, peak reconnect attempts per second (the
-  agent's `scaleagent_reconnects_total`), peak agent CPU.
+* a reconnect storm (`--storm restart`: every stand-in restarted on its --state-dir, a Rancher restart:
+  clusters remembered, agents just reconnect; `--storm wipe`: every stand-in restarted empty, every
+  cluster re-imported; `--storm cut`: every tunnel dropped): time until all Active again, peak
+  reconnect attempts per second (the agent's `scaleagent_reconnects_total`), peak agent CPU.
 
 Writes scale-result.json, scale-summary.md, scale-active.png and scale-latency-cdf.png (matplotlib, the
 `bench` extra) into --out, the children's logs and state into --out/scale-work/, and exits 1 when a
@@ -92,11 +93,13 @@ class RunFailed(Exception):
 # -- starting and stopping the children --------------------------------------------------------------
 
 
-def start_sim(shard: Shard, profile: str, restart: bool = False) -> None:
+def start_sim(shard: Shard, profile: str, restart: bool = False, wipe: bool = False) -> None:
     d = shard.sim_dir
     d.mkdir(parents=True, exist_ok=True)
     if not restart:
         shard.sim_port = procs.free_port()
+    if wipe:  # the stand-in restarts empty: every cluster must be imported again
+        shutil.rmtree(d / "state", ignore_errors=True)
     (d / "url").unlink(missing_ok=True)
     shard.sim_args = [
         "--listen", f"tcp:{shard.sim_port}:interface=127.0.0.1",
@@ -105,6 +108,7 @@ def start_sim(shard: Shard, profile: str, restart: bool = False) -> None:
         "--ca-file", str(d / "ca.pem"),
         "--url-file", str(d / "url"),
         "--tls-dir", str(d / "tls"),
+        "--state-dir", str(d / "state"),
         "--no-local",
     ]  # fmt: skip
     command = procs.twistd_command(ROOT, d / "sim.log", "ranchersim", shard.sim_args)
@@ -546,7 +550,8 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, list[tuple[
 def storm(
     args: argparse.Namespace, shards: list[Shard], observer: Observer, interval: float
 ) -> dict[str, Any]:
-    """Restart every stand-in (or cut every tunnel), then wait until all clusters are Active again."""
+    """Restart every stand-in (keeping or wiping its state), or cut every tunnel, then wait until all
+    clusters are Active again."""
     figures: dict[str, Any] = {"mode": args.storm}
     if args.storm == "none":
         return figures
@@ -554,11 +559,11 @@ def storm(
     figures["started_t"] = round(started - observer.t0, 2)
     observer.reconnect_samples.clear()
     log(f"storm: {args.storm}")
-    if args.storm == "restart":
+    if args.storm in ("restart", "wipe"):
         for shard in shards:
             procs.stop(shard.sim, timeout=30)
         for shard in shards:
-            start_sim(shard, args.profile, restart=True)
+            start_sim(shard, args.profile, restart=True, wipe=args.storm == "wipe")
         for shard in shards:
             wait_for_sim(shard)
     else:
@@ -611,7 +616,13 @@ def main() -> int:
     parser.add_argument("--reconnect", default="jittered", choices=("jittered", "real-agent"))
     parser.add_argument("--reconnect-rate", type=float, default=100.0, help="[clusters] reconnect_per_second")
     parser.add_argument("--steady", type=float, default=60.0, help="seconds of steady state to measure")
-    parser.add_argument("--storm", default="restart", choices=("restart", "cut", "none"))
+    parser.add_argument(
+        "--storm",
+        default="restart",
+        choices=("restart", "wipe", "cut", "none"),
+        help="restart: stand-ins restarted on their state (a Rancher restart); wipe: restarted empty "
+        "(every cluster re-imported); cut: every tunnel dropped",
+    )
     parser.add_argument("--storm-timeout", type=float, default=300.0)
     parser.add_argument("--ramp-timeout", type=float, default=0.0, help="default: 1.5 × N/ramp + 240 s")
     parser.add_argument("--poll", type=float, default=0.0, help="seconds between samples (default by N)")
