@@ -55,6 +55,7 @@ from scaleagent.cluster.template import ClusterSeed, ClusterTemplate, RancherInf
 from scaleagent.cluster.turns import TurnBatcher
 from scaleagent.redact import logger
 from scaleagent.state import CorruptStateFile, StateDir, StateError, encode_json
+from scaleagent.tlsbuffers import SmallBufferTLSFactory
 
 log = logger()
 
@@ -786,11 +787,9 @@ class SimulatedCluster:
         if proto != "tcp" or not self._is_api_address(address):
             return None
         if self._main_factory is None:
-            from twisted.protocols.tls import TLSMemoryBIOFactory
-
             c = self.clusters
             site = make_site(self.api)
-            self._main_factory = TLSMemoryBIOFactory(c.server_tls(), False, site, clock=c.turns)
+            self._main_factory = SmallBufferTLSFactory(c.server_tls(), False, site, clock=c.turns)
         return self._main_factory
 
     def _is_api_address(self, address: str) -> bool:

@@ -18,7 +18,6 @@ from typing import Any
 from autobahn.twisted.resource import WebSocketResource
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from twisted.internet import defer
-from twisted.internet.endpoints import wrapClientTLS
 from twisted.internet.error import ConnectionLost
 from twisted.internet.interfaces import IProtocol, IProtocolFactory, IStreamClientEndpoint
 from twisted.python.failure import Failure
@@ -31,6 +30,7 @@ from zope.interface import implementer
 from scaleagent.redact import logger
 from scaleagent.remotedialer.session import KEEPALIVE_TIMEOUT, SYNC_GRACE, Resolver, Session
 from scaleagent.remotedialer.websocket import register_write_producer
+from scaleagent.tlsbuffers import wrap_client_tls
 
 __all__ = [
     "Authorizer",
@@ -344,5 +344,5 @@ class TunnelAgentEndpoints:
         if uri.scheme == b"https":
             if self._tls_for_host is None:
                 raise ValueError("https through the tunnel needs tls_for_host")
-            endpoint = wrapClientTLS(self._tls_for_host(host), endpoint)
+            endpoint = wrap_client_tls(self._tls_for_host(host), endpoint)
         return endpoint

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
 from twisted.internet import defer, ssl
-from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
+from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.error import ConnectionLost
 from twisted.internet.interfaces import IPushProducer, IStreamClientEndpoint
 from twisted.python.failure import Failure
@@ -36,6 +36,7 @@ from scaleagent.remotedialer.session import (
     Resolver,
     Session,
 )
+from scaleagent.tlsbuffers import wrap_client_tls
 
 __all__ = [
     "TunnelClientFactory",
@@ -348,7 +349,7 @@ class TunnelClientFactory(WebSocketClientFactory):
             self.reactor, self.host, self.port, timeout=self.open_timeout, bindAddress=bind_address
         )
         if self._tls is not None:
-            return wrapClientTLS(self._tls, endpoint)
+            return wrap_client_tls(self._tls, endpoint)
         return endpoint
 
 
