@@ -46,6 +46,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from scaleagent.apiserver.resource import OBSERVE
+from scaleagent.cluster.turns import TurnBatcher
 from scaleagent.config import MAX_CLUSTERS, AgentConfig
 from scaleagent.rancher.client import RancherClient, RancherError, ServerInfo
 from scaleagent.records import RecordWriter, ThreadRunner, reactor_threads
@@ -347,6 +348,7 @@ class ClusterRunner:
                 resolver,
                 name=f"{self.name}/{kind}",
                 tls_options=agent.tls_options,
+                tls_clock=agent.tls_clock,
                 on_open=lambda protocol, t=tunnel: self._opened(t, protocol),
                 on_close=lambda protocol, ended, t=tunnel: self._closed(t, protocol, ended),
             )
@@ -601,6 +603,8 @@ class AgentService(MultiService):
         self.errors = ErrorTally()
         self.server: ServerInfo | None = None
         self.tls_options: Any = None
+        #: every tunnel's TLS write flushes share one reactor call per turn (see cluster.turns)
+        self.tls_clock = TurnBatcher(clock)
         host = urlsplit(config.rancher.url).netloc
         self.tunnel_base = f"wss://{host}"
         self.stopping = False

@@ -64,16 +64,19 @@ class SmallBufferTLSFactory(TLSMemoryBIOFactory):
 
 @implementer(IStreamClientEndpoint)
 class _SmallBufferTLSEndpoint:
-    def __init__(self, creator: Any, wrapped: IStreamClientEndpoint) -> None:
+    def __init__(self, creator: Any, wrapped: IStreamClientEndpoint, clock: Any) -> None:
         self._creator = creator
         self._wrapped = wrapped
+        self._clock = clock
 
     def connect(self, factory: IProtocolFactory) -> Any:
-        d = self._wrapped.connect(SmallBufferTLSFactory(self._creator, True, factory))
+        d = self._wrapped.connect(SmallBufferTLSFactory(self._creator, True, factory, clock=self._clock))
         d.addCallback(lambda tls: tls.wrappedProtocol)
         return d
 
 
-def wrap_client_tls(creator: Any, wrapped: IStreamClientEndpoint) -> IStreamClientEndpoint:
-    """Like `twisted.internet.endpoints.wrapClientTLS`, with small-buffer TLS connections."""
-    return _SmallBufferTLSEndpoint(creator, wrapped)
+def wrap_client_tls(creator: Any, wrapped: IStreamClientEndpoint, clock: Any = None) -> IStreamClientEndpoint:
+    """Like `twisted.internet.endpoints.wrapClientTLS`, with small-buffer TLS connections.
+
+    `clock` schedules the TLS layer's write flushes (default: the global reactor, as Twisted's)."""
+    return _SmallBufferTLSEndpoint(creator, wrapped, clock)

@@ -366,3 +366,38 @@ def test_live_connections_survive_sync_connections(reactor):
         assert all(not t.lost.called for t in talkers)
     finally:
         yield shutdown(server, port, client)
+
+
+class CountingClock:
+    """The reactor's time, counting the zero-delay calls the TLS layer schedules through it."""
+
+    def __init__(self, reactor) -> None:
+        self._reactor = reactor
+        self.zero_delay_calls = 0
+
+    def seconds(self) -> float:
+        return self._reactor.seconds()
+
+    def callLater(self, delay, call, *args, **kwargs):  # noqa: N802 (Twisted's name)
+        if delay == 0:
+            self.zero_delay_calls += 1
+        return self._reactor.callLater(delay, call, *args, **kwargs)
+
+
+@pytest_twisted.inlineCallbacks
+def test_tls_flushes_use_the_given_clock_and_the_handshake_texts_are_dropped(reactor):
+    server, port, url = yield start_server(reactor)
+    headers = {"X-API-Tunnel-Token": TOKEN, "X-API-Tunnel-Params": "e30="}
+    clock = CountingClock(reactor)
+    client = yield connect_tunnel(reactor, url, headers, echo_resolver, ca_pem=PKI.ca_pem, tls_clock=clock)
+    try:
+        assert client.http_request_data == b"" and client.http_response_data == b""
+        assert client.http_headers == {}
+        yield server.when_connected("c-test")
+        before = clock.zero_delay_calls
+        talker = Collect(b"through the batching clock")
+        server.dial("c-test", "tcp", "echo:7", Factory.forProtocol(lambda: talker))
+        yield until(reactor, lambda: talker.received == b"through the batching clock")
+        assert clock.zero_delay_calls > before  # the client's TLS writes were flushed through it
+    finally:
+        yield shutdown(server, port, client)

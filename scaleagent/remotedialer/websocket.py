@@ -147,6 +147,9 @@ class TunnelClientProtocol(WebSocketClientProtocol):
         super().failHandshake(reason)
 
     def onOpen(self) -> None:
+        # The handshake's texts are of no use once open; a process holds thousands of tunnels for days.
+        self.http_request_data = self.http_response_data = b""
+        self.http_headers = {}
         factory = self.factory
         host = self.transport.getHost()
         peer = self.transport.getPeer()
@@ -308,6 +311,7 @@ class TunnelClientFactory(WebSocketClientFactory):
         ca_pem: bytes | None = None,
         insecure: bool = False,
         tls_options: Any = None,
+        tls_clock: Any = None,
         on_open: Callable[[TunnelClientProtocol], None] | None = None,
         on_close: Callable[[TunnelClientProtocol, TunnelEnded], None] | None = None,
         ping_interval: float = PING_INTERVAL,
@@ -337,6 +341,8 @@ class TunnelClientFactory(WebSocketClientFactory):
         self.sync_interval = sync_interval
         self.keepalive_timeout = keepalive_timeout
         self.open_timeout = open_timeout
+        #: schedules the TLS layer's write flushes; thousands of tunnels share one batching clock
+        self.tls_clock = tls_clock
         self._tls = None
         if parts.scheme == "wss":
             self._tls = client_tls_options(
@@ -349,7 +355,7 @@ class TunnelClientFactory(WebSocketClientFactory):
             self.reactor, self.host, self.port, timeout=self.open_timeout, bindAddress=bind_address
         )
         if self._tls is not None:
-            return wrap_client_tls(self._tls, endpoint)
+            return wrap_client_tls(self._tls, endpoint, self.tls_clock)
         return endpoint
 
 
