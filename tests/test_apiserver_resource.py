@@ -404,3 +404,30 @@ def test_a_failing_observer_does_not_fail_the_request(api, client):
 
     api.extras[OBSERVE] = broken
     assert client.get("/api/v1/namespaces/default/pods").code == 200
+
+
+def test_a_chunked_request_body_is_read_in_memory_not_spooled_to_disk(client, api, monkeypatch):
+    """Clients that stream bodies send them chunked; Twisted would put each in a temporary file."""
+    import tempfile
+
+    def no_disk(*args, **kwargs):
+        raise AssertionError("a request body was spooled to disk")
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", no_disk)
+    body = json.dumps(pod("chunked-1")).encode()
+    proto = client.site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
+    transport = StringTransport()
+    proto.makeConnection(transport)
+    head = (
+        f"POST {PODS} HTTP/1.1\r\nHost: 10.43.0.1\r\nAccept: application/json\r\n"
+        f"Authorization: Bearer {client.token}\r\nContent-Type: application/json\r\n"
+        "Transfer-Encoding: chunked\r\n\r\n"
+    ).encode()
+    half = len(body) // 2
+    chunks = b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in (body[:half], body[half:]))
+    proto.dataReceived(head + chunks + b"0\r\n\r\n")
+    response = Response(transport.value())
+    assert response.code == 201, response.body
+    assert response.json()["metadata"]["name"] == "chunked-1"
+    pods = api.store.kinds.by_resource("", "v1", "pods")
+    assert api.store.get(pods, "default", "chunked-1")["spec"]["nodeName"] == "node-1"

@@ -310,3 +310,11 @@ async def test_cli_serves_cluster_n_of_a_template_and_keeps_its_changes(reactor,
         assert labels == "yes"
     finally:
         await again.stop()
+
+
+def test_steve_sites_keep_streamed_request_bodies_in_memory(shared):
+    import io
+
+    site = shared.ping_site()
+    assert isinstance(site.getContentFile(None), io.BytesIO)  # chunked: no temporary file per request
+    assert isinstance(site.getContentFile(1000), io.BytesIO)

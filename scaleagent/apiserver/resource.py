@@ -11,8 +11,10 @@ over any number of connections.  Time comes from the injected clock (watch timeo
 
 from __future__ import annotations
 
+import io
 import json
-from typing import Any
+import tempfile
+from typing import IO, Any
 from urllib.parse import parse_qsl, unquote
 
 from twisted.internet.interfaces import IPushProducer
@@ -627,6 +629,21 @@ class ApiResource(Resource):
         return NOT_DONE_YET
 
 
+#: request bodies up to this size are read into memory, as the apiserver does (its limit is 3 MiB)
+BODY_IN_MEMORY = 3 * 1024 * 1024
+
+
+def request_body_file(length: int | None) -> IO[bytes]:
+    """Where a request body goes while it arrives: memory, unless it announces more than `BODY_IN_MEMORY`.
+
+    Twisted spools every body of unannounced length (chunked) to a temporary file on disk: with
+    Rancher-like clients that stream their bodies, a file was created and deleted per request
+    (22 % of the agent's CPU in a 5,000-cluster ramp)."""
+    if length is not None and length >= BODY_IN_MEMORY:
+        return tempfile.TemporaryFile()
+    return io.BytesIO()
+
+
 class ApiSite(Site):
     """A `Site` for one cluster's tree without access logging or the per-second log-clock timer.
 
@@ -645,10 +662,13 @@ class ApiSite(Site):
     def log(self, request: Request) -> None:
         return None
 
+    def getContentFile(self, length: int | None) -> IO[bytes]:  # noqa: N802 (Twisted's hook)
+        return request_body_file(length)
+
 
 def make_site(api: ApiContext) -> ApiSite:
     """The HTTP site serving `api` (wrap it in TLS to serve it as a real apiserver does)."""
     return ApiSite(api)
 
 
-__all__ = ["ApiResource", "ApiSite", "make_site"]
+__all__ = ["ApiResource", "ApiSite", "make_site", "request_body_file"]

@@ -29,7 +29,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IProtocolFactory
@@ -47,7 +47,7 @@ from scaleagent.apiserver.discovery import version_info
 from scaleagent.apiserver.kinds import Registry
 from scaleagent.apiserver.packed import pack
 from scaleagent.apiserver.request import DEFAULT_VERSION, ApiContext
-from scaleagent.apiserver.resource import make_site
+from scaleagent.apiserver.resource import make_site, request_body_file
 from scaleagent.apiserver.store import CachedEntry, Entry, Seed, Store, timestamp
 from scaleagent.cluster import liveness, persist
 from scaleagent.cluster.pki import ClusterPKI, load_or_create, normalise_host
@@ -177,6 +177,9 @@ class QuietSite(Site):
 
     def log(self, request: Request) -> None:
         return None
+
+    def getContentFile(self, length: int | None) -> IO[bytes]:  # noqa: N802 (Twisted's hook)
+        return request_body_file(length)
 
 
 class _SteveRoot(Resource):
