@@ -104,9 +104,11 @@ def add_agent(top: MultiService, config: AgentConfig, reactor: Any) -> Any:
     """The agent (clusters + tunnels) and its admin API, as children of `top`."""
     from scaleagent.admin import AdminService
     from scaleagent.agent import AgentService
+    from scaleagent.gcpacing import GcPacer
 
     agent = AgentService(config, reactor)
     agent.setServiceParent(top)
+    GcPacer(reactor, churn=lambda: agent.reconnects).setServiceParent(top)
     admin = AdminService(reactor, agent, config.admin.listen, config.admin.token)
     agent.api_observer = admin.apiserver_metrics.observe
     admin.setServiceParent(top)
