@@ -13,6 +13,7 @@ import sys
 
 import pytest_twisted
 from treq.client import HTTPClient
+from twisted.internet.task import deferLater
 from twisted.web.client import Agent, HTTPConnectionPool
 
 from scaleagent.sim import persist
@@ -163,3 +164,30 @@ async def test_twistd_ranchersim_state_dir_survives_a_sigterm_restart(reactor, t
     assert "state loaded from" in output and "1 clusters" in output
     assert crt not in output  # registration tokens never reach the log
     assert stat.S_IMODE((tmp_path / "state" / persist.STATE_FILE).stat().st_mode) == 0o600
+
+
+@pytest_twisted.ensureDeferred
+async def test_periodic_saves_are_written_from_the_thread_pool(reactor, tmp_path):
+    state = tmp_path / "state"
+    sim = await start_ranchersim(reactor, state_dir=state, save_interval=0.2, summary_interval=0)
+    path = state / persist.STATE_FILE
+
+    def names() -> list[str]:
+        try:
+            return [c["name"] for c in json.loads(path.read_text())["clusters"]]
+        except (OSError, ValueError):
+            return []
+
+    try:
+        await until(reactor, lambda: names() == ["local"], what="first save")
+        first = sim.saver.saves
+        cluster = sim.store.create_cluster("d-00000")
+        await until(reactor, lambda: "d-00000" in names(), what="the new cluster saved")
+        assert sim.saver.saves == first + 1 and sim.saver.failures == 0
+        sim.store.tunnel_opened(cluster, st.MAIN)  # runtime only: nothing more to write
+        saves = sim.saver.saves
+        await deferLater(reactor, 0.6, lambda: None)
+        assert sim.saver.saves == saves
+        sim.store.tunnel_closed(cluster, st.MAIN)
+    finally:
+        await sim.stop()
