@@ -167,4 +167,11 @@ def makeService(options: Options) -> IService:  # noqa: N802 (Twisted's name)
         raise SystemExit(f"ranchersim: --state-dir: {error}") from None
     sim.setName("ranchersim")
     sim.exit_on_listen_failure = True
-    return sim
+    from twisted.application.service import MultiService
+
+    from scaleagent.gcpacing import GcPacer
+
+    top = MultiService()
+    sim.setServiceParent(top)
+    GcPacer(reactor).setServiceParent(top)  # Rancher's side holds as many objects as the agent's
+    return top
