@@ -431,3 +431,21 @@ def test_a_chunked_request_body_is_read_in_memory_not_spooled_to_disk(client, ap
     assert response.json()["metadata"]["name"] == "chunked-1"
     pods = api.store.kinds.by_resource("", "v1", "pods")
     assert api.store.get(pods, "default", "chunked-1")["spec"]["nodeName"] == "node-1"
+
+
+def test_post_bodies_are_never_parsed_as_html_forms(client, monkeypatch):
+    """The apiserver reads its bodies itself: Twisted's form parsing (and its Content-Type parse with
+    the email package) never runs; a form-encoded body is just one it refuses (415)."""
+    from twisted.web import http
+
+    def no_form_parsing(line):
+        raise AssertionError("Content-Type parsed for form submission")
+
+    monkeypatch.setattr(http, "_parseContentType", no_form_parsing)
+    proto, transport = client.open(
+        "POST", PODS, body=b"a=1&b=2", headers=["Content-Type: application/x-www-form-urlencoded"]
+    )
+    assert Response(transport.value()).code == 415
+    _, transport = client.open("POST", PODS, body=json.dumps(pod("form-less")).encode(),
+                               headers=["Content-Type: application/json"])
+    assert Response(transport.value()).code == 201

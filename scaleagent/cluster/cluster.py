@@ -166,7 +166,7 @@ class QuietSite(Site):
     """
 
     def __init__(self, resource: Resource, clock: Any, *, keep_alive: bool = True) -> None:
-        super().__init__(resource, reactor=clock)
+        super().__init__(resource, reactor=clock, parsePOSTFormSubmission=False)  # no forms in steve
         self.displayTracebacks = False
         self.noisy = False
         if not keep_alive:
