@@ -495,7 +495,10 @@ def to_fields_v1(paths: Iterable[Path]) -> dict[str, Any]:
     for path in sorted(paths):
         node = root
         for element in path:
-            node = node.setdefault(element, {})
+            child = node.get(element)
+            if child is None:  # (setdefault would build a dict per element only to drop it)
+                child = node[element] = {}
+            node = child
     return root
 
 
