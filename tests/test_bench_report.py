@@ -126,3 +126,12 @@ def test_plots_are_written_when_matplotlib_is_there(tmp_path):
     names = report.write_plots(result, tmp_path, {"health readyz": [(0.001, 0.5), (0.01, 1.0)]})
     assert names == ["scale-active.png", "scale-latency-cdf.png"]
     assert all((tmp_path / n).read_bytes().startswith(b"\x89PNG") for n in names)
+
+
+def test_storm_reconnect_peaks_are_shown_per_agent_process_when_sharded():
+    result = sample_result()
+    result["storm"]["peak_reconnects_per_s_by_process"] = [98.5, 99.25]
+    text = report.render_markdown(result)
+    assert "per agent process: 98.5 /s, 99.2" in text
+    result["storm"]["peak_reconnects_per_s_by_process"] = [98.5]
+    assert "per agent process" not in report.render_markdown(result)

@@ -87,13 +87,17 @@ def render_markdown(result: dict[str, Any]) -> str:
         "",
     ]
     if storm.get("mode", "none") != "none":
+        by_process = storm.get("peak_reconnects_per_s_by_process") or []
+        per_process = ""
+        if len(by_process) > 1:
+            per_process = "; per agent process: " + ", ".join(_fmt(p, "/s") for p in by_process)
         lines += [
             f"- All Active again after **{_fmt(storm.get('all_active_again_s'), 's')}** "
             f"({_fmt(storm.get('active_at_end'))} Active at the end)",
             f"- Peak reconnect attempts {_fmt(storm.get('peak_reconnects_per_s'), '/s')} over 5 s windows "
             f"({_fmt(storm.get('peak_reconnects_per_s_1s_window'), '/s')} over 1 s) "
             f"(configured at most {_fmt(storm.get('configured_reconnect_per_s'), '/s')} over all "
-            f"processes; source: {storm.get('reconnect_source', '–')})",
+            f"processes; source: {storm.get('reconnect_source', '–')}){per_process}",
             f"- Peak agent CPU {_fmt(storm.get('peak_agent_cpu_percent'), '%')}",
             "",
         ]
