@@ -26,9 +26,9 @@ ROOT = Path(__file__).resolve().parent.parent
 KUBE = ROOT / "deploy" / "kubernetes"
 KUBECTL = shutil.which("kubectl")
 POD_INDEX = "metadata.labels['apps.kubernetes.io/pod-index']"
-#: per-cluster memory from the benchmarks: 2 tunnels x ~88 KiB (issue 3), a seeded cluster ~85 KiB
-#: (issue 7), Rancher's virtual connections; see the comment in statefulset.yaml
-KIB_PER_CLUSTER = 350
+#: per-cluster memory under Rancher 2.14's informers, from the scale benchmark (docs/performance.md:
+#: 828-895 KiB at 5,000 clusters); see the comment in statefulset.yaml
+KIB_PER_CLUSTER = 900
 
 
 def docs(name: str) -> list[dict]:
