@@ -66,6 +66,8 @@ class SlotLimiter:
         self._held_until = -math.inf
         self.admitted = 0
         self.refused = 0
+        #: the most attempts admitted within one window, measured at each admission
+        self.peak = 0
 
     def _find(self, index: int) -> int:
         path = []
@@ -110,6 +112,9 @@ class SlotLimiter:
             return False
         self._admitted.append(now)
         self.admitted += 1
+        inside = sum(1 for at in self._admitted if at > now - self.window)
+        if inside > self.peak:
+            self.peak = inside
         return True
 
     def retry_at(self) -> float:

@@ -13,6 +13,7 @@ from twisted.internet import defer, task
 from scaleagent.admin import AdminService, admin_site, is_loopback_listen
 from scaleagent.agent import ErrorTally
 from scaleagent.redact import Secret
+from scaleagent.retry import SlotLimiter
 
 
 class FakeRunner:
@@ -50,6 +51,7 @@ class FakeAgent:
         self.errors = ErrorTally()
         self.clusters = [FakeCluster(), FakeCluster()]
         self.resized: list[int] = []
+        self.limiter = SlotLimiter(task.Clock(), 100)
 
     def counts(self):
         return {"owned": 3, "total": 3, "connected_main": 3, "connected_steve": 2,
@@ -150,6 +152,7 @@ async def test_metrics_in_prometheus_text_format():
     assert samples[("scaleagent_tunnels_connected", (("tunnel", "main"),))] == 3
     assert samples[("scaleagent_tunnels_connected", (("tunnel", "steve"),))] == 2
     assert samples[("scaleagent_reconnects_total", ())] == 7
+    assert samples[("scaleagent_reconnect_window_peak", ())] == 0
     assert samples[("scaleagent_tunnel_frames_total", (("direction", "out"),))] == 12
     assert samples[("scaleagent_tunnel_bytes_total", (("direction", "in"),))] == 1000
     assert samples[("scaleagent_virtual_connections_open", ())] == 4
@@ -159,8 +162,11 @@ async def test_metrics_in_prometheus_text_format():
     assert samples[("scaleagent_apiserver_request_duration_seconds_count", (("verb", "list"),))] == 1
     # The agent changes; the next scrape shows it.
     agent.reconnects = 9
+    agent.limiter.admit()
+    agent.limiter.admit()
     text = (await (await http.get("http://admin.test/metrics")).content()).decode()
     assert "scaleagent_reconnects_total 9.0" in text
+    assert "scaleagent_reconnect_window_peak 2.0" in text
 
 
 def test_listener_off_loopback_needs_a_token():

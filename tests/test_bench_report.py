@@ -134,4 +134,7 @@ def test_storm_reconnect_peaks_are_shown_per_agent_process_when_sharded():
     text = report.render_markdown(result)
     assert "per agent process: 98.5 /s, 99.2" in text
     result["storm"]["peak_reconnects_per_s_by_process"] = [98.5]
-    assert "per agent process" not in report.render_markdown(result)
+    result["storm"]["agent_window_peak_by_process"] = [100.0]
+    text = report.render_markdown(result)
+    assert "per agent process" not in text
+    assert "the agents' own limiters admitted at most 100.0 attempts in any 1 s window" in text

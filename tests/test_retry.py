@@ -158,6 +158,7 @@ def test_admission_counts_real_attempt_times_in_every_window():
     clock.advance(0.5)  # the window (0, 1] no longer holds the three made at 0
     assert limiter.admit() and limiter.admit() and limiter.admit() and not limiter.admit()
     assert limiter.free_at() == 2.0 and limiter.admitted == 6
+    assert limiter.peak == 3  # the most admitted in one window, as measured at each admission
     # Below one attempt a second: one per 1/rate seconds.
     slow = SlotLimiter(clock, 0.5)
     assert slow.admit() and not slow.admit()
@@ -177,3 +178,15 @@ def test_fractional_rate_never_gives_more_than_its_floor_in_a_second():
         clock.advance(0.05)
     per_window = [sum(1 for a in admitted if end - 20 < a <= end) for end in range(400)]
     assert max(per_window) == 2 and len(admitted) >= 2 * 19
+
+
+def test_the_window_peak_counts_only_attempts_inside_one_window():
+    clock = task.Clock()
+    limiter = SlotLimiter(clock, 10)
+    for _ in range(4):
+        assert limiter.admit()
+        clock.advance(0.4)  # at most three of these fall in any 1 s window
+    assert limiter.peak == 3
+    for _ in range(10):
+        limiter.admit()
+    assert limiter.peak == 10 and limiter.refused == 2  # 0.8 and 1.2 still count at 1.6: 8 more fit

@@ -91,6 +91,12 @@ def render_markdown(result: dict[str, Any]) -> str:
         per_process = ""
         if len(by_process) > 1:
             per_process = "; per agent process: " + ", ".join(_fmt(p, "/s") for p in by_process)
+        own = [p for p in storm.get("agent_window_peak_by_process") or [] if p is not None]
+        if own:
+            per_process += (
+                "; the agents' own limiters admitted at most " + ", ".join(_fmt(p) for p in own)
+                + " attempts in any 1 s window"
+            )
         lines += [
             f"- All Active again after **{_fmt(storm.get('all_active_again_s'), 's')}** "
             f"({_fmt(storm.get('active_at_end'))} Active at the end)",
