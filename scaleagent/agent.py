@@ -63,6 +63,10 @@ TUNNELS = (MAIN, STEVE)
 STATE_SUBDIR = "rancher"
 DEFAULT_CONCURRENCY = 16
 POLL_INTERVAL = 15.0
+#: Rancher's whole cluster list is read at most every clusters × this many seconds (5,000: 50 s):
+#: encoding and decoding 5,000 clusters held each side's reactor for 100-190 ms, and a real agent
+#: fleet never asks Rancher for the list at all
+POLL_SECONDS_PER_CLUSTER = 0.01
 PROGRESS_INTERVAL = 5.0
 STEADY_PROGRESS_INTERVAL = 60.0
 FDS_RESERVED = 64  # listeners, logs, state files, Rancher API connections
@@ -617,6 +621,7 @@ class AgentService(MultiService):
         self._ramp: defer.Deferred[None] | None = None
         self._loops: list[task.LoopingCall] = []
         self._last_progress = 0.0
+        self._last_poll = -float("inf")
         self._last_counts: tuple[int, ...] = ()
         # counters (monotonic)
         self.registered = 0
@@ -861,12 +866,26 @@ class AgentService(MultiService):
             self.closed_traffic[key] += value
 
     def traffic_totals(self) -> Counter[str]:
-        """Frames and bytes in and out over every tunnel ever (closed ones plus open ones)."""
-        totals = Counter(self.closed_traffic)
+        """Frames and bytes in and out over every tunnel ever (closed ones plus open ones).
+
+        One pass with plain sums: a scrape walks 10,000 tunnels, and a dict plus a Counter update per
+        tunnel held the reactor for ~120 ms at 5,000 clusters."""
+        bytes_in = bytes_out = frames_in = frames_out = 0
         for runner in self.runners.values():
             for tunnel in runner.tunnels.values():
-                if tunnel.protocol is not None:
-                    totals.update(traffic(tunnel.protocol))
+                protocol = tunnel.protocol
+                if protocol is None:
+                    continue
+                stats = getattr(protocol, "trafficStats", None)
+                if stats is not None:
+                    bytes_in += stats.incomingOctetsWireLevel + stats.preopenIncomingOctetsWireLevel
+                    bytes_out += stats.outgoingOctetsWireLevel + stats.preopenOutgoingOctetsWireLevel
+                session = getattr(protocol, "session", None)
+                if session is not None:
+                    frames_in += session.stats.messages_received
+                    frames_out += session.stats.messages_sent
+        totals = Counter(self.closed_traffic)
+        totals.update(bytes_in=bytes_in, bytes_out=bytes_out, frames_in=frames_in, frames_out=frames_out)
         return totals
 
     def virtual_connections(self) -> int:
@@ -900,6 +919,10 @@ class AgentService(MultiService):
                 runner.rancher_state = "missing"
 
     def _poll(self) -> defer.Deferred[None]:
+        now = self.clock.seconds()
+        if now - self._last_poll < len(self.runners) * POLL_SECONDS_PER_CLUSTER:
+            return defer.succeed(None)
+        self._last_poll = now
         d = defer.ensureDeferred(self._poll_once())
         d.addErrback(lambda f: log.failure("agent: state poll failed", f))
         return d
