@@ -920,7 +920,8 @@ class AgentService(MultiService):
 
     def _poll(self) -> defer.Deferred[None]:
         now = self.clock.seconds()
-        if now - self._last_poll < len(self.runners) * POLL_SECONDS_PER_CLUSTER:
+        # Half a period of slack: ticks run a little late, and a poll due now must not wait a period.
+        if now - self._last_poll < len(self.runners) * POLL_SECONDS_PER_CLUSTER - self.poll_interval / 2:
             return defer.succeed(None)
         self._last_poll = now
         d = defer.ensureDeferred(self._poll_once())

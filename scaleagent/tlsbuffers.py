@@ -46,7 +46,7 @@ class SmallBufferTLSProtocol(BufferingTLSTransport):
         for start in range(0, len(data), PIECE):
             waiting = len(self._appSendBuffer)
             super()._write(data[start : start + PIECE])
-            if self._lostTLSConnection:
+            if self._lostTLSConnection or self._aborted:
                 return
             if len(self._appSendBuffer) > waiting:
                 # OpenSSL could not take this piece (it waits for the peer): the rest queues behind it.

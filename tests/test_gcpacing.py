@@ -10,13 +10,16 @@ from scaleagent.gcpacing import GcPacer
 
 
 class FakeCollector:
-    def __init__(self) -> None:
+    """Records calls; each freeze adds `survivors` objects to the frozen population."""
+
+    def __init__(self, survivors: int = 0) -> None:
         self.calls: list[str] = []
         self.frozen = 0
+        self.survivors = survivors
 
     def freeze(self) -> None:
         self.calls.append("freeze")
-        self.frozen = 100
+        self.frozen = max(self.frozen, 100) + self.survivors
 
     def unfreeze(self) -> None:
         self.calls.append("unfreeze")
@@ -30,9 +33,13 @@ class FakeCollector:
         return self.frozen
 
 
-def pacer(**kwargs):
+PERIOD = ["collect", "freeze"]  # garbage collected first (cheap: frozen objects are skipped), then frozen
+FULL = ["unfreeze", "collect", "freeze"]
+
+
+def pacer(survivors: int = 0, **kwargs):
     clock = Clock()
-    collector = FakeCollector()
+    collector = FakeCollector(survivors)
     ticks = iter(range(0, 10_000, 2))
     p = GcPacer(clock, collector=collector, timer=lambda: float(next(ticks)), **kwargs)
     return clock, collector, p
@@ -43,15 +50,27 @@ def test_freezes_every_period_and_collects_fully_only_when_due():
     p.startService()
     assert collector.calls == []
     clock.advance(60)
-    assert collector.calls == ["freeze"] and p.frozen == 100
+    assert collector.calls == PERIOD and p.frozen == 100
     for _ in range(8):
         clock.advance(60)
-    assert collector.calls == ["freeze"] * 9  # 540 s: no full pass yet
+    assert collector.calls == PERIOD * 9  # 540 s: no full pass yet
     clock.advance(60)  # 600 s
-    assert collector.calls[9:] == ["unfreeze", "collect", "freeze"]
+    assert collector.calls[18:] == FULL
     assert p.full_collections == 1 and p.last_full_seconds == 2.0
     clock.advance(60)
-    assert collector.calls[-1] == "freeze" and p.full_collections == 1  # the next one 600 s later
+    assert collector.calls[-2:] == PERIOD and p.full_collections == 1  # the next one 600 s later
+
+
+def test_growth_of_the_frozen_population_brings_the_full_collection_forward():
+    clock, collector, p = pacer(survivors=10, freeze_every=60, full_every=3600, growth=0.25)
+    p.startService()
+    clock.advance(60)  # frozen 110: the base
+    for _ in range(2):
+        clock.advance(60)  # 120, 130: +20 of 110, under a quarter
+    assert p.full_collections == 0
+    clock.advance(60)  # 140: +30 > 27.5
+    clock.advance(60)
+    assert p.full_collections == 1
 
 
 def test_churn_brings_the_full_collection_forward():
@@ -74,9 +93,26 @@ def test_stopping_unfreezes_and_ends_the_loop():
     p.startService()
     clock.advance(60)
     p.stopService()
-    assert collector.calls == ["freeze", "unfreeze"] and p.frozen == 0
+    assert collector.calls == [*PERIOD, "unfreeze"] and p.frozen == 0
     clock.advance(600)
-    assert collector.calls == ["freeze", "unfreeze"]
+    assert collector.calls == [*PERIOD, "unfreeze"]
+
+
+def test_a_failing_period_is_logged_and_the_loop_goes_on():
+    clock, collector, p = pacer(freeze_every=60)
+    boom = [True]
+
+    def freeze() -> None:
+        if boom.pop() if boom else False:
+            raise RuntimeError("freeze failed")
+        collector.calls.append("freeze")
+
+    collector.freeze = freeze
+    p.startService()
+    clock.advance(60)
+    clock.advance(60)
+    assert collector.calls == ["collect", "collect", "freeze"] and p.freezes == 1
+    p.stopService()
 
 
 def test_with_the_real_collector_survivors_leave_the_collectors_walk_until_stop():
