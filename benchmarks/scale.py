@@ -235,28 +235,28 @@ def stop_all(shards: list[Shard]) -> None:
 # -- observing ---------------------------------------------------------------------------------------
 
 
-def agent_window_peak(shard: Shard) -> float | None:
-    """The agent's own measure: most reconnect attempts its limiter admitted within one window (1 s)."""
+def agent_metric(shard: Shard, pattern: re.Pattern[bytes], timeout: float = 5) -> float | None:
+    """One value from the agent's /metrics (None when it does not answer or lacks it)."""
     try:
         url = f"http://127.0.0.1:{shard.admin_port}/metrics"
-        with urllib.request.urlopen(url, timeout=10) as answer:
-            match = WINDOW_PEAK_RE.search(answer.read())
+        with urllib.request.urlopen(url, timeout=timeout) as answer:
+            match = pattern.search(answer.read())
     except OSError:
         return None
     return float(match.group(1)) if match else None
 
 
+def agent_window_peak(shard: Shard) -> float | None:
+    """The agent's own measure: most reconnect attempts its limiter admitted within one window (1 s)."""
+    return agent_metric(shard, WINDOW_PEAK_RE, timeout=10)
+
+
 def agent_reconnects(shard: Shard, *, fallback: bool = True) -> float | None:
     """The agent's reconnect attempts so far: /metrics, else (with `fallback`) its last progress line."""
-    try:
-        url = f"http://127.0.0.1:{shard.admin_port}/metrics"
-        with urllib.request.urlopen(url, timeout=5) as answer:
-            match = RECONNECTS_RE.search(answer.read())
-        if match:
-            shard.metrics_seen = True
-            return float(match.group(1))
-    except OSError:
-        pass
+    value = agent_metric(shard, RECONNECTS_RE)
+    if value is not None:
+        shard.metrics_seen = True
+        return value
     if not fallback:
         return None
     log_path = shard.agent_dir / "agent.log"

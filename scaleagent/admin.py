@@ -94,15 +94,13 @@ class AgentCollector:
         tunnels.add_metric(["main"], counts["connected_main"])
         tunnels.add_metric(["steve"], counts["connected_steve"])
         yield tunnels
-        limiter = getattr(agent, "limiter", None)
-        if limiter is not None:
-            peak = GaugeMetricFamily(
-                "scaleagent_reconnect_window_peak",
-                "Most tunnel attempts after the first admitted within one limiter window (1 s when "
-                "reconnect_per_second >= 1) since the start; the limit is reconnect_per_second.",
-            )
-            peak.add_metric([], limiter.peak)
-            yield peak
+        peak = GaugeMetricFamily(
+            "scaleagent_reconnect_window_peak",
+            "Most tunnel attempts after the first admitted within one limiter window (1 s when "
+            "reconnect_per_second >= 1) since the start; the limit is reconnect_per_second.",
+        )
+        peak.add_metric([], agent.limiter.peak)
+        yield peak
         for name, value, text in (
             ("scaleagent_reconnects", agent.reconnects, "Tunnel connection attempts after the first."),
             ("scaleagent_registrations", agent.registered, "Clusters registered with Rancher."),

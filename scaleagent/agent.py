@@ -868,24 +868,16 @@ class AgentService(MultiService):
     def traffic_totals(self) -> Counter[str]:
         """Frames and bytes in and out over every tunnel ever (closed ones plus open ones).
 
-        One pass with plain sums: a scrape walks 10,000 tunnels, and a dict plus a Counter update per
+        Plain sums in one pass: a scrape walks 10,000 tunnels, and a dict plus a Counter update per
         tunnel held the reactor for ~120 ms at 5,000 clusters."""
-        bytes_in = bytes_out = frames_in = frames_out = 0
+        sums = [0, 0, 0, 0]
         for runner in self.runners.values():
             for tunnel in runner.tunnels.values():
-                protocol = tunnel.protocol
-                if protocol is None:
-                    continue
-                stats = getattr(protocol, "trafficStats", None)
-                if stats is not None:
-                    bytes_in += stats.incomingOctetsWireLevel + stats.preopenIncomingOctetsWireLevel
-                    bytes_out += stats.outgoingOctetsWireLevel + stats.preopenOutgoingOctetsWireLevel
-                session = getattr(protocol, "session", None)
-                if session is not None:
-                    frames_in += session.stats.messages_received
-                    frames_out += session.stats.messages_sent
+                if tunnel.protocol is not None:
+                    for i, value in enumerate(_traffic_numbers(tunnel.protocol)):
+                        sums[i] += value
         totals = Counter(self.closed_traffic)
-        totals.update(bytes_in=bytes_in, bytes_out=bytes_out, frames_in=frames_in, frames_out=frames_out)
+        totals.update(dict(zip(TRAFFIC_KEYS, sums, strict=True)))
         return totals
 
     def virtual_connections(self) -> int:
@@ -991,18 +983,26 @@ class AgentService(MultiService):
         return self.runners.get(int(name[len(prefix):]))
 
 
-def traffic(protocol: Any) -> dict[str, int]:
-    """Frames (remotedialer messages) and wire bytes of one tunnel protocol."""
-    out: dict[str, int] = {}
+TRAFFIC_KEYS = ("bytes_in", "bytes_out", "frames_in", "frames_out")
+
+
+def _traffic_numbers(protocol: Any) -> tuple[int, int, int, int]:
+    """Wire bytes in and out, remotedialer messages in and out, of one tunnel protocol (0 if unknown)."""
+    bytes_in = bytes_out = frames_in = frames_out = 0
     stats = getattr(protocol, "trafficStats", None)
     if stats is not None:
-        out["bytes_in"] = stats.incomingOctetsWireLevel + stats.preopenIncomingOctetsWireLevel
-        out["bytes_out"] = stats.outgoingOctetsWireLevel + stats.preopenOutgoingOctetsWireLevel
+        bytes_in = stats.incomingOctetsWireLevel + stats.preopenIncomingOctetsWireLevel
+        bytes_out = stats.outgoingOctetsWireLevel + stats.preopenOutgoingOctetsWireLevel
     session = getattr(protocol, "session", None)
     if session is not None:
-        out["frames_in"] = session.stats.messages_received
-        out["frames_out"] = session.stats.messages_sent
-    return out
+        frames_in = session.stats.messages_received
+        frames_out = session.stats.messages_sent
+    return bytes_in, bytes_out, frames_in, frames_out
+
+
+def traffic(protocol: Any) -> dict[str, int]:
+    """Frames (remotedialer messages) and wire bytes of one tunnel protocol."""
+    return dict(zip(TRAFFIC_KEYS, _traffic_numbers(protocol), strict=True))
 
 
 def default_cluster_set_factory(config: AgentConfig, clock: Any) -> ClusterSetFactory:

@@ -66,9 +66,9 @@ TOKEN_KEY_FILE = "cluster-token.key"
 SAVE_BATCH = 25  # cluster files written per reactor turn by the periodic save
 SAVE_PAUSE = 0.01  # seconds between those turns, so tunnel I/O runs in between
 CATTLE_NAMESPACE = "cattle-system"
+CATTLE_ACCOUNT = "cattle"
 #: own seed kinds kept as dicts: the heartbeats read and rewrite them (the rest is packed)
 LIVE_KINDS = frozenset({"Node", "Lease"})
-CATTLE_ACCOUNT = "cattle"
 _NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 _UID_NAMESPACE = uuid.UUID("0b6f3f2e-4a7c-4f57-8a0e-6c1d2b3a4f5e")
 
@@ -520,18 +520,14 @@ class ClusterSet:
         self, registry: Registry, obj: dict[str, Any], rv: int, *, shared: bool = False
     ) -> tuple[Entry, StorageKey, Key]:
         """A stored entry for a seed object; a shared one keeps its JSON, encoded once for all clusters."""
-        rt = registry.by_api_version_kind(obj.get("apiVersion", ""), obj.get("kind", ""))
-        meta = obj.get("metadata") or {}
-        if rt is None:
-            raise ValueError(f"seed object of unknown kind {obj.get('apiVersion')}/{obj.get('kind')}")
+        skey, key = self._storage(registry, obj)
         out = dict(obj)
-        out["metadata"] = new_meta = dict(meta)
+        out["metadata"] = new_meta = dict(obj["metadata"])
         new_meta["resourceVersion"] = str(rv)
-        key = (meta.get("namespace", "") if rt.namespaced else "", meta["name"])
-        return (CachedEntry(out) if shared else Entry(out)), rt.storage_key, key
+        return (CachedEntry(out) if shared else Entry(out)), skey, key
 
     def _storage(self, registry: Registry, obj: dict[str, Any]) -> tuple[StorageKey, Key]:
-        """Where a cluster's own seed object is stored."""
+        """Where a seed object is stored: its type's storage key and (namespace or "", name)."""
         rt = registry.by_api_version_kind(obj.get("apiVersion", ""), obj.get("kind", ""))
         if rt is None:
             raise ValueError(f"seed object of unknown kind {obj.get('apiVersion')}/{obj.get('kind')}")
