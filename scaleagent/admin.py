@@ -44,6 +44,14 @@ def dumps(value: Any) -> bytes:
     return json.dumps(value, sort_keys=True, indent=None, separators=(",", ":")).encode() + b"\n"
 
 
+def json_response(request: Request, code: int, value: Any) -> bytes:
+    """`value` as the admin API's JSON answer (never cached) with status `code`."""
+    request.setResponseCode(code)
+    request.setHeader(b"content-type", JSON)
+    request.setHeader(b"cache-control", b"no-store")
+    return dumps(value)
+
+
 class ApiserverMetrics:
     """Request counters and latency of every simulated apiserver of the process."""
 
@@ -180,10 +188,7 @@ class AdminResource(Resource):
             return self._json(request, 500, {"error": "internal error"})
 
     def _json(self, request: Request, code: int, value: Any) -> bytes:
-        request.setResponseCode(code)
-        request.setHeader(b"content-type", JSON)
-        request.setHeader(b"cache-control", b"no-store")
-        return dumps(value)
+        return json_response(request, code, value)
 
     def _authorized(self, request: Request) -> bool:
         if self._token is None:

@@ -30,6 +30,7 @@ from twisted.internet import defer, task
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
+from scaleagent.admin import json_response
 from scaleagent.churn import ChurnCollector, ChurnError, churn_of
 from scaleagent.redact import logger
 
@@ -40,12 +41,7 @@ INTERVAL = 10.0
 WINDOW = 30 * 60.0
 MAX_BODY = 64 * 1024
 HTML = b"text/html; charset=utf-8"
-JSON = b"application/json"
 CHART_W, CHART_H = 640, 160
-
-
-def _dumps(value: Any) -> bytes:
-    return json.dumps(value, sort_keys=True, separators=(",", ":")).encode() + b"\n"
 
 
 class StatusHistory(Service):
@@ -328,10 +324,7 @@ class AdminExtension(Resource):
             return self._json(request, 500, {"error": "internal error"})
 
     def _json(self, request: Request, code: int, value: Any) -> bytes:
-        request.setResponseCode(code)
-        request.setHeader(b"content-type", JSON)
-        request.setHeader(b"cache-control", b"no-store")
-        return _dumps(value)
+        return json_response(request, code, value)
 
     def _route(self, request: Request, method: str, path: str, agent: Any) -> bytes | int:
         reading = method in ("GET", "HEAD")
