@@ -7,6 +7,7 @@ and a retry (wrong API token, CA checksum mismatch).
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import replace
 
@@ -24,14 +25,10 @@ from scaleagent.config import AgentConfig, ClustersConfig, RancherConfig, StateC
 from scaleagent.redact import Secret
 from scaleagent.sim import store as st
 from scaleagent.sim.service import start_ranchersim
+from tests.support import until as support_until
 
-
-async def until(reactor, predicate, seconds: float = 20.0, what: str = "condition") -> None:
-    for _ in range(int(seconds / 0.05)):
-        if predicate():
-            return
-        await deferLater(reactor, 0.05, lambda: None)
-    raise AssertionError(f"{what} not reached in {seconds}s")
+#: the shared bounded poll (tests/support.py), with this file's patience
+until = functools.partial(support_until, seconds=20.0, step=0.05)
 
 
 async def settle(reactor, http: StubTreq, d: defer.Deferred):

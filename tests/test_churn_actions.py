@@ -10,13 +10,13 @@ ADDED then DELETED.
 
 from __future__ import annotations
 
+import functools
 import time
 
 import pytest
 import pytest_twisted
 from prometheus_client.exposition import generate_latest
 from twisted.internet import defer
-from twisted.internet.task import deferLater
 
 from scaleagent.admin import metrics_registry
 from scaleagent.agent import AgentService
@@ -27,16 +27,13 @@ from scaleagent.sim import store as st
 from scaleagent.sim.service import start_ranchersim
 from scaleagent.sim.tunnel import main_key, steve_key
 from scaleagent.sim.tunnelhttp import ClusterHTTP, Watch
+from tests.support import until as support_until
 
 COUNT = 3
 
 
-async def until(reactor, predicate, seconds: float = 30.0, what: str = "condition") -> None:
-    for _ in range(int(seconds / 0.05)):
-        if predicate():
-            return
-        await deferLater(reactor, 0.05, lambda: None)
-    raise AssertionError(f"{what} not reached in {seconds}s")
+#: the shared bounded poll (tests/support.py), with this file's patience
+until = functools.partial(support_until, seconds=30.0, step=0.05)
 
 
 @pytest.fixture

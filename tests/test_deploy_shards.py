@@ -7,25 +7,23 @@ received tells which process serves each cluster.
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 import pytest_twisted
 from twisted.internet import defer
-from twisted.internet.task import deferLater
 
 from scaleagent.agent import AgentService
 from scaleagent.config import TOKEN_ENV, load_config
 from scaleagent.sim import store as st
 from scaleagent.sim.service import start_ranchersim
+from tests.support import until as support_until
 
 COUNT = 7  # odd: the shards are uneven (4 and 3)
 
 
-async def until(reactor, predicate, seconds: float = 30.0, what: str = "condition") -> None:
-    for _ in range(int(seconds / 0.05)):
-        if predicate():
-            return
-        await deferLater(reactor, 0.05, lambda: None)
-    raise AssertionError(f"{what} not reached in {seconds}s")
+#: the shared bounded poll (tests/support.py), with this file's patience
+until = functools.partial(support_until, seconds=30.0, step=0.05)
 
 
 @pytest.fixture

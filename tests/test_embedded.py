@@ -2,26 +2,23 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import pytest_twisted
-from twisted.internet.task import deferLater
 
 from scaleagent.agent import AgentService
 from scaleagent.config import AgentConfig, ClustersConfig, RancherConfig, StateConfig, load_config
 from scaleagent.embedded import EmbeddedRancher, agent_service, embedded_config
 from scaleagent.redact import Secret
 from scaleagent.sim import store as st
+from tests.support import until as support_until
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-async def until(reactor, predicate, seconds: float = 30.0, what: str = "condition") -> None:
-    for _ in range(int(seconds / 0.05)):
-        if predicate():
-            return
-        await deferLater(reactor, 0.05, lambda: None)
-    raise AssertionError(f"{what} not reached in {seconds}s")
+#: the shared bounded poll (tests/support.py), with this file's patience
+until = functools.partial(support_until, seconds=30.0, step=0.05)
 
 
 def config(tmp_path, count: int = 3, profile: str = "rancher-2.14") -> AgentConfig:

@@ -7,10 +7,11 @@ also checks that the driver recorded no answer Rancher would not have accepted.
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 import pytest_twisted
 from twisted.internet import defer
-from twisted.internet.task import deferLater
 from twisted.logger import formatEvent, globalLogPublisher
 
 from scaleagent.agent import AgentService
@@ -20,14 +21,10 @@ from scaleagent.sim import cleanup
 from scaleagent.sim import store as st
 from scaleagent.sim.service import start_ranchersim
 from scaleagent.sim.tunnel import main_key, steve_key
+from tests.support import until as support_until
 
-
-async def until(reactor, predicate, seconds: float = 30.0, what: str = "condition") -> None:
-    for _ in range(int(seconds / 0.05)):
-        if predicate():
-            return
-        await deferLater(reactor, 0.05, lambda: None)
-    raise AssertionError(f"{what} not reached in {seconds}s")
+#: the shared bounded poll (tests/support.py), with this file's patience
+until = functools.partial(support_until, seconds=30.0, step=0.05)
 
 
 async def start_sim(reactor, profile: str = "rancher-2.14", **kwargs):

@@ -9,6 +9,7 @@ API's JSON (`GET /clusters`) reports at the same moment.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -19,7 +20,6 @@ import pytest_twisted
 import treq
 from twisted.internet import defer, protocol
 from twisted.internet.endpoints import serverFromString
-from twisted.internet.task import deferLater
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
@@ -29,6 +29,7 @@ from scaleagent.config import AgentConfig, ClustersConfig, RancherConfig, StateC
 from scaleagent.redact import Secret
 from scaleagent.sim import store as st
 from scaleagent.sim.service import start_ranchersim
+from tests.support import until as support_until
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="the chromium binary is not installed")
@@ -91,12 +92,8 @@ def console_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if ":CONSOLE" in line]
 
 
-async def until(reactor, predicate, seconds: float = 30.0, what: str = "condition") -> None:
-    for _ in range(int(seconds / 0.05)):
-        if predicate():
-            return
-        await deferLater(reactor, 0.05, lambda: None)
-    raise AssertionError(f"{what} not reached in {seconds}s")
+#: the shared bounded poll (tests/support.py), with this file's patience
+until = functools.partial(support_until, seconds=30.0, step=0.05)
 
 
 @pytest.fixture
