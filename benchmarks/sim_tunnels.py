@@ -23,17 +23,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.scalelib.procs import BOOTSTRAP  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
-BOOTSTRAP = """
-import sys
-root = sys.argv.pop(1)
-sys.path.insert(0, root)
-import twisted.plugins
-twisted.plugins.__path__.insert(0, root + "/twisted/plugins")
-from twisted.scripts.twistd import run
-sys.argv[0] = "twistd"
-run()
-"""
 PARAMS = base64.b64encode(
     json.dumps({"cluster": {"address": "10.43.0.1:443", "token": "sa", "caCert": "Y2E="}}).encode()
 ).decode()

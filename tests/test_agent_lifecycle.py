@@ -16,7 +16,6 @@ import pytest_twisted
 from treq.testing import StubTreq
 from twisted.internet import defer
 from twisted.internet.task import deferLater
-from twisted.logger import formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
 
 from scaleagent.admin import admin_site
@@ -46,18 +45,6 @@ def sim(reactor):
     started = pytest_twisted.blockon(defer.ensureDeferred(start_ranchersim(reactor, grace_period=0.5)))
     yield started
     pytest_twisted.blockon(defer.ensureDeferred(started.stop()))
-
-
-@pytest.fixture
-def logs():
-    lines: list[str] = []
-
-    def observe(event):
-        lines.append(formatEvent(event))
-
-    globalLogPublisher.addObserver(observe)
-    yield lines
-    globalLogPublisher.removeObserver(observe)
 
 
 def make_config(sim, tmp_path, count: int = 3, **rancher) -> AgentConfig:

@@ -12,7 +12,6 @@ import functools
 import pytest
 import pytest_twisted
 from twisted.internet import defer
-from twisted.logger import formatEvent, globalLogPublisher
 
 from scaleagent.agent import AgentService
 from scaleagent.config import AgentConfig, ClustersConfig, RancherConfig, StateConfig
@@ -41,18 +40,6 @@ def sim(reactor):
     started = pytest_twisted.blockon(defer.ensureDeferred(start_sim(reactor)))
     yield started
     pytest_twisted.blockon(defer.ensureDeferred(started.stop()))
-
-
-@pytest.fixture
-def logs():
-    lines: list[str] = []
-
-    def observe(event):
-        lines.append(formatEvent(event))
-
-    globalLogPublisher.addObserver(observe)
-    yield lines
-    globalLogPublisher.removeObserver(observe)
 
 
 def start_agent(reactor, sim, tmp_path, count: int, reconnect_per_second: float = 200.0) -> AgentService:

@@ -13,7 +13,6 @@ import stat
 
 import pytest
 from twisted.internet.task import Clock
-from twisted.logger import formatEvent, globalLogPublisher
 
 from scaleagent.sim import persist
 from scaleagent.sim import store as st
@@ -243,18 +242,6 @@ def test_a_bad_state_file_is_moved_aside_and_named(tmp_path, content, problem):
     [aside] = [p for p in tmp_path.iterdir() if p.name.startswith(persist.STATE_FILE + ".corrupt-")]
     assert aside.read_bytes() == content
     assert persist.load(state) is None  # nothing there any more: the next start is a first start
-
-
-@pytest.fixture
-def logs():
-    lines: list[str] = []
-
-    def observe(event):
-        lines.append(formatEvent(event))
-
-    globalLogPublisher.addObserver(observe)
-    yield lines
-    globalLogPublisher.removeObserver(observe)
 
 
 def saver_for(clock: Clock, store: st.SimStore, state: StateDir, **kwargs) -> StateSaver:
